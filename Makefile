@@ -1,0 +1,41 @@
+# The two commands a newcomer runs:  `make demo`  and  `make test`.
+# Each creates .venv and installs what it needs on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+NODE_STAMP := tests/interop/node_modules/.installed-stamp
+
+.PHONY: demo test lint bench install node clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+# The livekit-client npm build the interop tests run against (pinned in package-lock.json).
+$(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed-stamp; \
+	else echo "npm not found: livekit-client interop tests will be skipped"; fi
+
+node: $(NODE_STAMP)
+
+demo: $(STAMP)
+	$(BIN)/framecrypt demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(STAMP) node lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.micro
+
+clean:
+	rm -rf $(VENV) tests/interop/node_modules build *.egg-info

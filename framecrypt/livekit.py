@@ -1,0 +1,146 @@
+"""The LiveKit E2EE frame format, byte-compatible with livekit-client.
+
+Stateless functions (pinned API) plus the stateful :class:`ParticipantCryptor`
+(key ring, ratchet-on-failure, SIF, LKTS). Pure: no asyncio, no zmq, no clocks.
+
+>>> from framecrypt import livekit
+>>> key = livekit.derive_key(bytes(32))            # raw key -> HKDF
+>>> sealed = livekit.protect(b"\\x10" * 40, key=key, codec="vp8", keyframe=True,
+...                          ssrc=1, timestamp=3000, send_count=7)
+>>> livekit.unprotect(sealed, key=key, codec="vp8", keyframe=True) == b"\\x10" * 40
+True
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from framecrypt.errors import DroppedFrame, InvalidKeyMaterial
+from framecrypt.workers.livekit import lkts, sif
+from framecrypt.workers.livekit.codecs import CODECS, check_codec
+from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
+from framecrypt.workers.livekit.events import (
+    DecryptionFailed,
+    Event,
+    KeyMarkedInvalid,
+    KeyMissing,
+    KeyRatcheted,
+    SifDropped,
+)
+from framecrypt.workers.livekit.frame import (
+    IV_LENGTH,
+    OVERHEAD,
+    counter_iv,
+    livekit_iv,
+    open_frame,
+    seal,
+)
+from framecrypt.workers.livekit.kdf import LIVEKIT_SALT, Kdf, resolve
+from framecrypt.workers.livekit.keyring import KeyRing, KeySet
+from framecrypt.workers.livekit.lkts import FrameMetadata
+
+__all__ = [
+    "CODECS",
+    "IV_LENGTH",
+    "LIVEKIT_SALT",
+    "OVERHEAD",
+    "CryptorOptions",
+    "DecryptionFailed",
+    "Event",
+    "FrameMetadata",
+    "Kdf",
+    "KeyMarkedInvalid",
+    "KeyMissing",
+    "KeyRatcheted",
+    "KeyRing",
+    "KeySet",
+    "ParticipantCryptor",
+    "SifDropped",
+    "counter_iv",
+    "derive_key",
+    "livekit_iv",
+    "protect",
+    "ratchet",
+    "unprotect",
+]
+
+_AEAD_CACHE_SIZE = 64
+_aeads: OrderedDict[bytes, AESGCM] = OrderedDict()
+
+
+def _aead(key: bytes) -> AESGCM:
+    """A cached AESGCM object per raw key (bounded LRU; building one costs ~1 µs)."""
+    a = _aeads.get(key)
+    if a is None:
+        if len(key) not in (16, 32):
+            raise InvalidKeyMaterial("AES key must be 16 or 32 bytes")
+        a = AESGCM(key)
+        _aeads[key] = a
+        if len(_aeads) > _AEAD_CACHE_SIZE:
+            _aeads.popitem(last=False)
+    return a
+
+
+def derive_key(
+    material: bytes | str, *, kdf: str | None = None, salt: bytes = LIVEKIT_SALT
+) -> bytes:
+    """The 16-byte AES key for ``material`` (str → PBKDF2, bytes → HKDF by default)."""
+    raw, k = resolve(material, kdf, salt)
+    return k.derive_key(raw)
+
+
+def ratchet(material: bytes | str, *, kdf: str | None = None, salt: bytes = LIVEKIT_SALT) -> bytes:
+    """The next 32-byte material. A ratcheted chain keeps the KDF of its origin, so pass
+    ``kdf`` explicitly for the second and later steps of a passphrase chain."""
+    raw, k = resolve(material, kdf, salt)
+    return k.ratchet(raw)
+
+
+def protect(
+    plaintext: bytes,
+    *,
+    key: bytes,
+    codec: str,
+    keyframe: bool,
+    ssrc: int,
+    timestamp: int,
+    send_count: int,
+    key_index: int = 0,
+) -> bytes:
+    """Seal one encoded frame as livekit-client does (IV from ``send_count``)."""
+    check_codec(codec)
+    return seal(
+        _aead(key),
+        plaintext,
+        codec=codec,
+        keyframe=keyframe,
+        iv=livekit_iv(ssrc, timestamp, send_count),
+        key_index=key_index,
+    )
+
+
+def unprotect(
+    data: bytes,
+    *,
+    key: bytes,
+    codec: str,
+    keyframe: bool,
+    sif_trailer: bytes | None = None,
+) -> bytes:
+    """Open one sealed frame. An LKTS trailer is stripped first (video), an empty frame
+    returns ``b""``, a frame ending in ``sif_trailer`` returns its remainder if that is
+    a known blank and raises :class:`DroppedFrame` otherwise."""
+    check_codec(codec)
+    if codec != "opus":
+        data, _ = lkts.extract(data)
+    if not data:
+        return b""
+    if sif.is_server_injected(data, sif_trailer):
+        assert sif_trailer is not None
+        payload = sif.strip(data, sif_trailer)
+        if sif.is_allowed_blank(payload):
+            return payload
+        raise DroppedFrame("server-injected frame is not a known blank")
+    return open_frame(_aead(key), data, codec=codec, keyframe=keyframe)
