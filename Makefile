@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	MYPY=$(BIN)/mypy .ci/typecheck
 
 test: $(STAMP) node lint
 	$(BIN)/pytest

@@ -13,8 +13,8 @@ from .livekit import _aead
 
 __all__ = [
     "JITSI_KEY_SALT",
-    "ParticipantCryptor",
     "JITSI_RATCHET_SALT",
+    "ParticipantCryptor",
     "derive_key",
     "options",
     "protect",

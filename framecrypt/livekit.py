@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from framecrypt.errors import DroppedFrame, InvalidKeyMaterial
+from framecrypt.errors import DroppedFrame, InvalidKeyMaterial, UnsupportedCodec
 from framecrypt.workers.livekit import lkts, sif
 from framecrypt.workers.livekit.codecs import CODECS, check_codec
 from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
@@ -34,8 +34,9 @@ from framecrypt.workers.livekit.frame import (
     OVERHEAD,
     counter_iv,
     livekit_iv,
+    livekit_trailer,
     open_frame,
-    seal,
+    seal_trailer,
 )
 from framecrypt.workers.livekit.kdf import LIVEKIT_SALT, Kdf, resolve
 from framecrypt.workers.livekit.keyring import KeyRing, KeySet
@@ -110,15 +111,13 @@ def protect(
     key_index: int = 0,
 ) -> bytes:
     """Seal one encoded frame as livekit-client does (IV from ``send_count``)."""
-    check_codec(codec)
-    return seal(
-        _aead(key),
-        plaintext,
-        codec=codec,
-        keyframe=keyframe,
-        iv=livekit_iv(ssrc, timestamp, send_count),
-        key_index=key_index,
-    )
+    if codec not in CODECS:
+        raise UnsupportedCodec(codec)
+    if not 0 <= key_index <= 255:
+        raise ValueError("key_index must be 0..255")
+    aead = _aeads.get(key) or _aead(key)
+    trailer = livekit_trailer(ssrc, timestamp, send_count, key_index)
+    return seal_trailer(aead, plaintext, codec, keyframe, trailer)
 
 
 def unprotect(

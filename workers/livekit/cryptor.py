@@ -187,8 +187,8 @@ class ParticipantCryptor:
         try:
             out = sealed.open(ks.aead)
         except AuthenticationFailed:
-            out = self._open_ratcheted(sealed, slot, ks)
-            if out is None:
+            ratcheted = self._open_ratcheted(sealed, slot, ks)
+            if ratcheted is None:
                 current_ok = not (
                     tol >= 0 and ring.failures(ring.current_index) > tol
                 )
@@ -196,6 +196,7 @@ class ParticipantCryptor:
                     self._events.append(DecryptionFailed(index, ring.failures(slot) + 1))
                     self._fail(slot)
                 raise
+            out = ratcheted
         ring.reset_failures(slot)
         return out
 

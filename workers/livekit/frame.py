@@ -32,11 +32,17 @@ U32: Final = 0xFFFFFFFF
 _IV = struct.Struct(">III")
 
 
+Buffer = bytes | bytearray | memoryview
+
+
 class Aead(Protocol):
     """What we need of ``cryptography``'s AESGCM."""
 
-    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
-    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+    def encrypt(self, nonce: Buffer, data: Buffer, associated_data: Buffer | None) -> bytes: ...
+    def encrypt_into(
+        self, nonce: Buffer, data: Buffer, associated_data: Buffer | None, buf: Buffer
+    ) -> int: ...
+    def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Buffer | None) -> bytes: ...
 
 
 def livekit_iv(ssrc: int, timestamp: int, send_count: int) -> bytes:
@@ -55,10 +61,74 @@ def counter_iv(ssrc: int, timestamp: int, counter: int) -> bytes:
     return _IV.pack(ssrc & U32, timestamp & U32, counter & U32)
 
 
+_TRAILER = struct.Struct(">IIIBB")
+_TAILS = tuple(bytes((IV_LENGTH, k)) for k in range(256))
+# codec/frame-type rules that need no look at the bytes (fast path)
+_FIXED: dict[tuple[str, bool], int] = {
+    ("vp8", True): 10, ("vp8", False): 3, ("opus", True): 1, ("opus", False): 1,
+    ("vp9", True): 0, ("vp9", False): 0, ("av1", True): 0, ("av1", False): 0,
+}
+_BIG = 32768  # from here on, write into one preallocated output (see _encrypt_join)
+
+
+def livekit_trailer(ssrc: int, timestamp: int, send_count: int, key_index: int) -> bytes:
+    """``IV ‖ 0x0C ‖ KID`` with livekit-client's IV, packed in one call."""
+    return _TRAILER.pack(
+        ssrc & U32, timestamp & U32, (timestamp - send_count % 0xFFFF) & U32, IV_LENGTH,
+        key_index,
+    )
+
+
 def _header_len(codec: str, keyframe: bool, data: bytes, jitsi: bool) -> tuple[int, bool]:
     if jitsi:
         return frame_type_bytes(codec, keyframe), False
     return clear_prefix(codec, keyframe, data)
+
+
+def _fixed_clear(codec: str, keyframe: bool, jitsi: bool) -> int | None:
+    if jitsi:
+        return frame_type_bytes(codec, keyframe)
+    return _FIXED.get((codec, keyframe))
+
+
+def _encrypt_join(aead: Aead, data: bytes, n: int, header: bytes, trailer: bytes) -> bytes:
+    """``header ‖ GCM(data[n:], aad=header) ‖ trailer`` in one output buffer.
+
+    Small frames: ``encrypt`` + ``join`` is cheapest. From 32 KB on, two large
+    allocations per frame make glibc trim and re-fault heap pages, so the ciphertext
+    is written straight into the output with ``encrypt_into``.
+    """
+    size = len(data)
+    if size < _BIG:
+        return b"".join((header, aead.encrypt(trailer[:IV_LENGTH], data[n:], header), trailer))
+    h = len(header)
+    end = h + size - n + TAG_LENGTH
+    out = bytearray(end + TRAILER_LENGTH)
+    out[:h] = header
+    aead.encrypt_into(trailer[:IV_LENGTH], memoryview(data)[n:], header, memoryview(out)[h:end])
+    out[end:] = trailer
+    return bytes(out)
+
+
+def seal_trailer(
+    aead: Aead, data: bytes, codec: str, keyframe: bool, trailer: bytes, jitsi: bool = False
+) -> bytes:
+    """Encrypt one frame given its packed 14-byte trailer (``IV ‖ 0x0C ‖ KID``)."""
+    if not data:
+        return b""  # empty (DTX) frames pass through, as livekit-client does
+    n = _fixed_clear(codec, keyframe, jitsi)
+    nalu = False
+    if n is None:
+        n, nalu = _header_len(codec, keyframe, data, jitsi)
+    if n > len(data):
+        raise MalformedFrame("frame shorter than its clear header")
+    if not nalu:
+        return _encrypt_join(aead, data, n, data[:n], trailer)
+    # H.26x: the AAD and the wire carry the header with 4-byte start codes; everything
+    # after it is RBSP-escaped
+    header = h26x.normalize_start_codes(data[:n])
+    ct = aead.encrypt(trailer[:IV_LENGTH], memoryview(data)[n:], header)
+    return header + h26x.escape(b"".join((ct, trailer)))
 
 
 def seal(
@@ -72,21 +142,12 @@ def seal(
     jitsi: bool = False,
 ) -> bytes:
     """Encrypt one frame. ``iv`` must be 12 bytes and never repeat under ``aead``'s key."""
-    if not data:
-        return b""  # empty (DTX) frames pass through, as livekit-client does
-    n, nalu = _header_len(codec, keyframe, data, jitsi)
-    if n > len(data):
-        raise MalformedFrame("frame shorter than its clear header")
+    if len(iv) != IV_LENGTH:
+        raise ValueError("iv must be 12 bytes")
     if not 0 <= key_index <= 255:
         raise ValueError("key_index must be 0..255")
-    header = data[:n]
-    if nalu:
-        header = h26x.normalize_start_codes(header)
-    ct = aead.encrypt(iv, memoryview(data)[n:], header)
-    tail = bytes((IV_LENGTH, key_index))
-    if nalu:
-        return header + h26x.escape(b"".join((ct, iv, tail)))
-    return b"".join((header, ct, iv, tail))
+    return seal_trailer(aead, data, codec, keyframe, iv + _TAILS[key_index], jitsi)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,21 +176,26 @@ def key_index_of(data: bytes) -> int:
 
 def parse(data: bytes, *, codec: str, keyframe: bool, jitsi: bool = False) -> Sealed:
     """Split a sealed, non-empty frame (LKTS and SIF already handled by the caller)."""
-    n, nalu = _header_len(codec, keyframe, data, jitsi)
+    n = _fixed_clear(codec, keyframe, jitsi)
+    if n is None:
+        n, nalu = _header_len(codec, keyframe, data, jitsi)
+    else:
+        nalu = False
+    if n + OVERHEAD > len(data):
+        raise MalformedFrame("frame too short for tag and trailer")
     header = data[:n]
     if nalu:
         rest = data[n:]
         body = h26x.unescape(rest) if h26x.needs_unescape(rest) else rest
+        if len(body) < OVERHEAD:
+            raise MalformedFrame("frame too short for tag and trailer")
     else:
         body = data[n:]
-    if len(body) < OVERHEAD or n > len(data):
-        raise MalformedFrame("frame too short for tag and trailer")
-    iv_len = body[-2]
-    if iv_len != IV_LENGTH:
+    if body[-2] != IV_LENGTH:
         raise MalformedFrame("IV length is not 12")
     end = len(body) - TRAILER_LENGTH
     mv = memoryview(body)
-    return Sealed(header, mv[:end], bytes(mv[end : end + IV_LENGTH]), body[-1])
+    return Sealed(header, mv[:end], body[end : end + IV_LENGTH], body[-1])
 
 
 def open_frame(
@@ -138,4 +204,18 @@ def open_frame(
     """Decrypt one sealed frame (no SIF/LKTS handling: see :mod:`.cryptor`)."""
     if not data:
         return b""
-    return parse(data, codec=codec, keyframe=keyframe, jitsi=jitsi).open(aead)
+    n = _fixed_clear(codec, keyframe, jitsi)
+    if n is None:
+        return parse(data, codec=codec, keyframe=keyframe, jitsi=jitsi).open(aead)
+    size = len(data)
+    if n + OVERHEAD > size:
+        raise MalformedFrame("frame too short for tag and trailer")
+    if data[-2] != IV_LENGTH:
+        raise MalformedFrame("IV length is not 12")
+    header = data[:n]
+    ct = data[n:-TRAILER_LENGTH] if size < _BIG else memoryview(data)[n:-TRAILER_LENGTH]
+    try:
+        pt = aead.decrypt(data[-TRAILER_LENGTH:-2], ct, header)
+    except InvalidTag:
+        raise AuthenticationFailed() from None
+    return header + pt if n else pt

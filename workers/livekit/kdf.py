@@ -98,8 +98,10 @@ def resolve(
     raw, default = as_material(material)
     if kdf is None:
         name: KdfName = default
-    elif kdf == "pbkdf2" or kdf == "hkdf":
-        name = kdf
+    elif kdf == "pbkdf2":
+        name = "pbkdf2"
+    elif kdf == "hkdf":
+        name = "hkdf"
     else:
         raise InvalidKeyMaterial(f"unknown kdf {kdf!r} (expected 'pbkdf2' or 'hkdf')")
     return raw, Kdf.livekit(name, salt)
