@@ -1,0 +1,1 @@
+"""framecrypt benchmarks (run from the repo root: ``python -m bench.micro``)."""

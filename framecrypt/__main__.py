@@ -1,0 +1,3 @@
+from framecrypt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""One import name: the wheel installs only ``framecrypt`` (``framecrypt.broker``, …),
+never top-level ``broker``/``workers`` modules; the editable install maps the same."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOP_FOLDERS = ("broker", "workers", "transports", "conf")
+
+
+@pytest.mark.slow
+def test_wheel_installs_under_one_name(tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
+         str(ROOT)],
+        check=True, capture_output=True, timeout=300, cwd=tmp_path,
+    )
+    (wheel,) = out.glob("framecrypt-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/", 1)[0] for n in names}
+    assert tops == {"framecrypt", wheel.name.split("-py")[0] + ".dist-info"}, tops
+    for folder in TOP_FOLDERS:
+        assert f"framecrypt/{folder}/__init__.py" in names
+    assert "framecrypt/workers/sframe/__init__.py" in names
+    assert "framecrypt/workers/livekit/frame.py" in names
+
+    # a clean venv with only the wheel; dependencies come from this venv's site-packages
+    # appended *after* (plain sys.path entry: its editable-install .pth is not run)
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    deps = sysconfig.get_paths()["purelib"]
+    probe = (
+        f"import sys, importlib.util as u; sys.path.append({deps!r});"
+        "import framecrypt, framecrypt.broker, framecrypt.workers, framecrypt.transports,"
+        " framecrypt.conf, framecrypt.sframe, framecrypt.livekit;"
+        "print(framecrypt.__file__);"
+        f"print([m for m in {TOP_FOLDERS!r} if u.find_spec(m) is not None])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env=env, check=True)
+    where, leaked = res.stdout.strip().splitlines()
+    assert str(env_dir) in where
+    assert leaked == "[]"
+
+
+def test_editable_install_maps_folders() -> None:
+    import framecrypt.broker
+    import framecrypt.workers
+    import framecrypt.workers.livekit
+
+    assert Path(framecrypt.workers.__file__).parent == ROOT / "workers"
+    assert Path(framecrypt.broker.__file__).parent == ROOT / "broker"
+    assert Path(framecrypt.workers.livekit.__file__).parent == ROOT / "workers" / "livekit"
