@@ -12,9 +12,6 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from framecrypt.workers.livekit import h26x, lkts
-from framecrypt.workers.livekit.codecs import clear_prefix
-from framecrypt.workers.livekit.frame import livekit_iv
 
 from framecrypt import jitsi, livekit
 from framecrypt.errors import (
@@ -25,6 +22,9 @@ from framecrypt.errors import (
     UnknownKey,
     UnsupportedCodec,
 )
+from framecrypt.workers.livekit import h26x, lkts
+from framecrypt.workers.livekit.codecs import clear_prefix
+from framecrypt.workers.livekit.frame import livekit_iv
 
 VECTORS = json.loads(
     (Path(__file__).parent / "vectors/livekit/livekit-client-2.23.0-unit-vectors.json").read_text()

@@ -4,13 +4,13 @@ single-bit flip fails."""
 
 from __future__ import annotations
 
-from framecrypt.workers.livekit import h26x, lkts, sif
-from framecrypt.workers.livekit.codecs import CODECS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from framecrypt import livekit
 from framecrypt.errors import FramecryptError
+from framecrypt.workers.livekit import h26x, lkts, sif
+from framecrypt.workers.livekit.codecs import CODECS
 
 KEY = livekit.derive_key(b"\x11" * 32)
 codecs = st.sampled_from(sorted(CODECS))
