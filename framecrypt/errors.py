@@ -110,17 +110,70 @@ class InvalidParameter(FramecryptError, ValueError):
     """
 
 
+# --- the worker pool -----------------------------------------------------------------
+
+
+class PoolError(FramecryptError):
+    """Base of the errors only the worker pool raises."""
+
+
+class Overloaded(PoolError):
+    """No capacity for the frame now (``try_*`` calls, or ``on_overload = "reject"``)."""
+
+    def __init__(self, what: str = "frames in flight") -> None:
+        super().__init__(f"overloaded: {what} at the limit")
+        self.what = what
+
+
+class WorkerLost(PoolError):
+    """The frame's worker died on every dispatch attempt."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"worker lost after {attempts} dispatch attempts")
+        self.attempts = attempts
+
+
+class PoolClosed(PoolError):
+    """The pool was closed before the frame got a result."""
+
+    def __init__(self) -> None:
+        super().__init__("pool closed")
+
+
+class FrameExpired(PoolError):
+    """Dropped by the real-time policy: a queued delta frame older than the latency
+    budget (key frames are never dropped)."""
+
+    def __init__(self, waited_ms: float) -> None:
+        super().__init__(f"delta frame dropped after {waited_ms:.1f} ms in the queue")
+        self.waited_ms = waited_ms
+
+
+class ProtocolError(PoolError):
+    """A message on a pool socket that is not a valid framecrypt wire message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 __all__ = [
     "AuthenticationFailed",
     "CounterExhausted",
     "DroppedFrame",
+    "FrameExpired",
     "FramecryptError",
     "InvalidKeyMaterial",
     "InvalidParameter",
     "KeyInvalidated",
     "MalformedFrame",
+    "Overloaded",
+    "PoolClosed",
+    "PoolError",
+    "ProtocolError",
     "ReplayedFrame",
     "UnknownKey",
     "UnsupportedCodec",
     "UnsupportedSuite",
+    "WorkerLost",
 ]

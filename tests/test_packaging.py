@@ -20,11 +20,12 @@ TOP_FOLDERS = ("broker", "workers", "transports", "conf")
 @pytest.mark.slow
 def test_wheel_installs_under_one_name(tmp_path: Path) -> None:
     out = tmp_path / "dist"
-    subprocess.run(
+    built = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
          str(ROOT)],
-        check=True, capture_output=True, timeout=300, cwd=tmp_path,
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     (wheel,) = out.glob("framecrypt-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names}

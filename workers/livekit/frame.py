@@ -43,6 +43,9 @@ class Aead(Protocol):
         self, nonce: Buffer, data: Buffer, associated_data: Buffer | None, buf: Buffer
     ) -> int: ...
     def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Buffer | None) -> bytes: ...
+    def decrypt_into(
+        self, nonce: Buffer, data: Buffer, associated_data: Buffer | None, buf: Buffer
+    ) -> int: ...
 
 
 def livekit_iv(ssrc: int, timestamp: int, send_count: int) -> bytes:
@@ -219,3 +222,75 @@ def open_frame(
     except InvalidTag:
         raise AuthenticationFailed() from None
     return header + pt if n else pt
+
+
+def seal_into(
+    aead: Aead,
+    data: Buffer,
+    codec: str,
+    keyframe: bool,
+    trailer: bytes,
+    out: memoryview,
+    jitsi: bool = False,
+) -> int:
+    """Seal straight into ``out`` (e.g. a shared-memory reply ring); returns the length.
+
+    For codecs whose clear header is fixed the ciphertext is written in place with
+    ``encrypt_into``; H.26x frames (escaping changes the length) are sealed to bytes
+    and copied. Raises ``ValueError`` if ``out`` is too small.
+    """
+    size = len(data)
+    if size == 0:
+        return 0
+    n = _fixed_clear(codec, keyframe, jitsi)
+    if n is None:
+        sealed = seal_trailer(aead, bytes(data), codec, keyframe, trailer, jitsi)
+        if len(sealed) > len(out):
+            raise ValueError("output buffer too small")
+        out[: len(sealed)] = sealed
+        return len(sealed)
+    if n > size:
+        raise MalformedFrame("frame shorter than its clear header")
+    end = size + TAG_LENGTH
+    total = end + TRAILER_LENGTH
+    if total > len(out):
+        raise ValueError("output buffer too small")
+    mv = data if isinstance(data, memoryview) else memoryview(data)
+    header = bytes(mv[:n])
+    out[:n] = header
+    aead.encrypt_into(trailer[:IV_LENGTH], mv[n:], header, out[n:end])
+    out[end:total] = trailer
+    return total
+
+
+def open_into(
+    aead: Aead, data: Buffer, codec: str, keyframe: bool, out: memoryview, jitsi: bool = False
+) -> int:
+    """Open straight into ``out``; returns the plaintext length. Same errors as
+    :func:`open_frame`; ``ValueError`` if ``out`` is too small."""
+    size = len(data)
+    if size == 0:
+        return 0
+    n = _fixed_clear(codec, keyframe, jitsi)
+    if n is None:
+        pt = open_frame(aead, bytes(data), codec=codec, keyframe=keyframe, jitsi=jitsi)
+        if len(pt) > len(out):
+            raise ValueError("output buffer too small")
+        out[: len(pt)] = pt
+        return len(pt)
+    if n + OVERHEAD > size:
+        raise MalformedFrame("frame too short for tag and trailer")
+    mv = data if isinstance(data, memoryview) else memoryview(data)
+    if mv[size - 2] != IV_LENGTH:
+        raise MalformedFrame("IV length is not 12")
+    plen = size - OVERHEAD
+    if plen + n > len(out):
+        raise ValueError("output buffer too small")
+    header = bytes(mv[:n])
+    iv = bytes(mv[size - TRAILER_LENGTH : size - 2])
+    try:
+        aead.decrypt_into(iv, mv[n : size - TRAILER_LENGTH], header, out[n : n + plen])
+    except InvalidTag:
+        raise AuthenticationFailed() from None
+    out[:n] = header
+    return n + plen
