@@ -16,30 +16,36 @@ class KeySet:
     key bytes.
     """
 
-    __slots__ = ("_material", "aead", "generation", "kdf")
+    __slots__ = ("_key", "_material", "aead", "generation", "kdf")
 
-    def __init__(self, material: bytes, kdf: Kdf, aead: AESGCM, generation: int = 0) -> None:
+    def __init__(self, material: bytes, kdf: Kdf, aes_key: bytes, generation: int = 0) -> None:
+        if len(aes_key) not in (16, 24, 32):
+            raise InvalidKeyMaterial("AES key must be 16, 24 or 32 bytes")
         self._material = material
+        self._key = aes_key
         self.kdf = kdf
-        self.aead = aead
+        self.aead = AESGCM(aes_key)
         self.generation = generation
 
     @classmethod
     def derive(cls, material: bytes, kdf: Kdf, generation: int = 0) -> KeySet:
+        """Derive the AES key from ``material`` (PBKDF2: tens of milliseconds)."""
         if not material:
             raise InvalidKeyMaterial("key material must not be empty")
-        return cls(material, kdf, AESGCM(kdf.derive_key(material)), generation)
+        return cls(material, kdf, kdf.derive_key(material), generation)
 
     @classmethod
     def from_aes_key(cls, key: bytes) -> KeySet:
         """A key set for a raw AES key (no material: it cannot ratchet)."""
-        if len(key) not in (16, 24, 32):
-            raise InvalidKeyMaterial("AES key must be 16, 24 or 32 bytes")
-        return cls(b"", Kdf.livekit("hkdf"), AESGCM(key))
+        return cls(b"", Kdf.livekit("hkdf"), key)
 
     @property
     def material(self) -> bytes:
         return self._material
+
+    @property
+    def aes_key(self) -> bytes:
+        return self._key
 
     def ratcheted(self) -> KeySet:
         """The next key set of the chain (not stored anywhere)."""

@@ -1,0 +1,1240 @@
+"""The worker pool: :class:`Pool` ships frames in batches to crypto worker processes
+over ZeroMQ (+ shared-memory rings), with credits, ordering, supervision and key
+operations ordered with the frames.
+
+The hot path, per DESIGN.md's performance model:
+
+- a frame costs the broker one small ``_Item``, one packed 40-byte descriptor and one
+  copy into the worker's request ring; batches of up to ``batch.max_frames`` /
+  ``batch.max_bytes`` go out when full or when the event loop goes idle (a flush is
+  scheduled with ``call_soon`` on the first frame of a batch);
+- the socket's readiness is awaited once (``add_reader``) and then drained without
+  blocking; results come back as one packed array per batch;
+- cheap frames may be sealed in the broker's own process (placement ``auto`` /
+  ``inline``) when that participant has nothing in flight, so per-stream order holds.
+
+Invariants (DESIGN.md): the broker owns the send counters (a re-dispatched frame keeps
+its counter and seals to the same bytes); every submitted frame gets exactly one
+outcome; credits bound frames and bytes in flight globally and per worker; a
+participant lives on one worker slot (rendezvous hashing) whose messages are FIFO, so
+a stream's results come back in order and key operations apply between the right
+frames; the key directory here is replayed to a restarted worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from framecrypt.broker import wire
+from framecrypt.broker.rendezvous import owner
+from framecrypt.conf import Settings, load_settings
+from framecrypt.errors import (
+    AuthenticationFailed,
+    CounterExhausted,
+    DroppedFrame,
+    FramecryptError,
+    FrameExpired,
+    KeyInvalidated,
+    MalformedFrame,
+    Overloaded,
+    PoolClosed,
+    ProtocolError,
+    ReplayedFrame,
+    UnknownKey,
+    UnsupportedCodec,
+    WorkerLost,
+)
+from framecrypt.frame import Frame
+from framecrypt.transports import hygiene
+from framecrypt.transports.shm import RingAllocator, Segment
+from framecrypt.workers.engine import Engine, EngineConfig
+from framecrypt.workers.service import WorkerService
+
+ENCRYPT = wire.OP_ENCRYPT
+DECRYPT = wire.OP_DECRYPT
+_HEAVY_CODECS = frozenset(("h264", "h265"))
+_CTR_SUITES = frozenset((1, 2, 3, 6, 7, 8))
+_REPLY_SLACK = 64
+
+STARTING, READY, DEAD, STOPPED = "starting", "ready", "dead", "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolEvent:
+    """A per-participant event, like livekit's EncryptionState changes. No key bytes."""
+
+    participant: str
+    kind: str  # key_ratcheted | decryption_failed | missing_key | key_invalid | sif_dropped
+    key_index: int
+
+
+class _Group:
+    """The outcome sink of one call (one frame or a batch of frames)."""
+
+    __slots__ = ("callback", "errors", "future", "remaining", "results")
+
+    def __init__(self, n: int, future: asyncio.Future[Any] | None,
+                 callback: Callable[[int, bytes | None, BaseException | None], None] | None
+                 ) -> None:
+        self.results: list[Any] = [None] * n
+        self.remaining = n
+        self.future = future
+        self.callback = callback
+        self.errors = 0
+
+
+class _Item:
+    __slots__ = ("attempts", "codec_id", "counter", "data", "flags", "group", "index", "op",
+                 "pidx", "ssrc", "t0", "ts")
+
+    def __init__(self, op: int, pidx: int, data: bytes, codec_id: int, flags: int, ssrc: int,
+                 ts: int, counter: int, group: _Group, index: int, t0: float) -> None:
+        self.op = op
+        self.pidx = pidx
+        self.data = data
+        self.codec_id = codec_id
+        self.flags = flags
+        self.ssrc = ssrc
+        self.ts = ts
+        self.counter = counter
+        self.group = group
+        self.index = index
+        self.t0 = t0
+        self.attempts = 0
+
+
+class _Control:
+    __slots__ = ("args", "future", "op", "seq")
+
+    def __init__(self, seq: int, op: str, args: list[Any],
+                 future: asyncio.Future[list[Any]] | None) -> None:
+        self.seq = seq
+        self.op = op
+        self.args = args
+        self.future = future
+
+
+class _Batch:
+    __slots__ = ("batch_id", "items", "rep_span", "req_span")
+
+    def __init__(self, batch_id: int, items: list[_Item], req_span: tuple[int, int] | None,
+                 rep_span: tuple[int, int] | None) -> None:
+        self.batch_id = batch_id
+        self.items = items
+        self.req_span = req_span
+        self.rep_span = rep_span
+
+
+class _Slot:
+    """One worker slot: the process (or thread) in it, its queue and what it holds."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.name = f"w{index}"
+        self.identity = b""
+        self.epoch = 0
+        self.state = STOPPED
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pidfd: int | None = None
+        self.pid = 0
+        self.queue: deque[_Item | _Control] = deque()
+        self.inflight: deque[_Batch | _Control] = deque()
+        self.frames = 0  # frames sent and not answered
+        self.bytes = 0
+        self.last_heard = 0.0
+        self.last_sent = 0.0
+        self.deaths_in_row = 0
+        self.respawn_handle: asyncio.TimerHandle | None = None
+        self.req_seg: Segment | None = None
+        self.rep_seg: Segment | None = None
+        self.req_ring: RingAllocator | None = None
+        self.rep_ring: RingAllocator | None = None
+        self.service: WorkerService | None = None  # inline transport
+        self.executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.restarts = 0
+
+
+def _status_error(status: int, arg: int) -> FramecryptError:
+    if status == wire.ST_AUTH:
+        return AuthenticationFailed()
+    if status == wire.ST_UNKNOWN_KEY:
+        return UnknownKey(arg)
+    if status == wire.ST_MALFORMED:
+        return MalformedFrame("malformed frame")
+    if status == wire.ST_KEY_INVALID:
+        return KeyInvalidated(arg)
+    if status == wire.ST_DROPPED:
+        return DroppedFrame("server-injected frame is not a known blank")
+    if status == wire.ST_REPLAYED:
+        return ReplayedFrame(arg)
+    if status == wire.ST_COUNTER:
+        return CounterExhausted(arg)
+    return FramecryptError("internal error in a worker")
+
+
+class Pool:
+    """A pool of crypto workers. Use as ``async with Pool() as pool:``.
+
+    ``workers`` (default: CPU count), ``transport`` ("shm" | "ipc" | "inline"),
+    ``format`` ("livekit" | "jitsi" | "sframe"), ``placement`` ("auto" | "inline" |
+    "pool"); any other setting of :mod:`framecrypt.conf` as a keyword
+    (``max_frames_in_flight=…``, ``heartbeat_interval_s=…``, ``supervision__…=``).
+    """
+
+    def __init__(self, workers: int | None = None, transport: str = "shm",
+                 format: str = "livekit", placement: str = "auto",
+                 settings: Settings | None = None, **options: Any) -> None:
+        base = settings or load_settings()
+        self.settings = base.replace(workers=workers, transport=transport, format=format,
+                                     placement=placement, **options)
+        s = self.settings
+        self.transport = s.pool.transport
+        self.format = s.pool.format
+        self.placement = s.pool.placement
+        self._n = s.pool.resolved_workers()
+        self._engine_cfg = EngineConfig(
+            format=self.format, iv=s.livekit.iv, ratchet_window=s.livekit.ratchet_window,
+            failure_tolerance=s.livekit.failure_tolerance, keyring_size=s.livekit.keyring_size,
+            ratchet_salt=s.livekit.ratchet_salt_bytes,
+            sif_trailer=s.livekit.sif_trailer_bytes or b"", suite=s.sframe.suite,
+        )
+        self._local = Engine(self._engine_cfg)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots = [_Slot(i) for i in range(self._n)]
+        self._slot_names = [sl.name for sl in self._slots]
+        self._by_identity: dict[bytes, _Slot] = {}
+        self._participants: dict[str, int] = {}
+        self._names: list[str] = []
+        self._owner: dict[int, _Slot] = {}
+        self._directory: dict[int, dict[str, Any]] = {}
+        self._counters: dict[tuple[int, int], int] = {}
+        self._pending: dict[int, int] = {}  # pidx -> frames outstanding in the pool path
+        self._controls_pending: dict[int, int] = {}
+        self._frames_out = 0
+        self._bytes_out = 0
+        self._waiters: deque[tuple[int, int, asyncio.Future[None]]] = deque()
+        self._flush_scheduled = False
+        self._batch_ids = 0
+        self._seq = 0
+        self._closing = False
+        self._closed = False
+        self._started = False
+        self._sock: zmq.Socket[bytes] | None = None
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._endpoint = ""
+        self._tag = ""
+        self._registry = hygiene.Registry()
+        self._fd = -1
+        self.swept: list[str] = []
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._event_queue: asyncio.Queue[PoolEvent] | None = None
+        self._event_callbacks: list[Callable[[PoolEvent], None]] = []
+        self._inline_window_start = 0.0
+        self._inline_spent = 0.0
+        self.counters: dict[str, int] = {
+            "frames_submitted": 0, "frames_ok": 0, "frames_failed": 0,
+            "frames_inline": 0, "frames_pool": 0, "bytes_in": 0, "bytes_out": 0,
+            "batches_sent": 0, "overloaded": 0, "expired": 0, "worker_lost": 0,
+            "redispatched": 0, "worker_deaths": 0, "worker_spawns": 0,
+            "protocol_errors": 0, "events_dropped": 0, "control_errors": 0,
+        }
+        self._errors_by_reason: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return (f"Pool(workers={self._n}, transport={self.transport!r}, "
+                f"format={self.format!r}, placement={self.placement!r})")
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Pool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        from framecrypt.tuning import tune_allocator
+
+        tune_allocator()
+        name = "".join(c for c in self.settings.pool.name if c.isalnum())[:16]
+        self._tag = hygiene.pool_tag(os.getpid(), name + secrets.token_hex(4))
+        if self.transport != "inline":
+            if self.settings.ipc.dir:
+                rdir = self.settings.ipc.dir
+                os.makedirs(rdir, mode=0o700, exist_ok=True)
+            else:
+                rdir = hygiene.runtime_dir()
+            self.swept = hygiene.sweep_stale(self.settings.shm.dir, rdir)
+            sock_path = hygiene.socket_path(rdir, self._tag, "broker")
+            self._endpoint = f"ipc://{sock_path}"
+            self._ctx = zmq.Context()
+            sock = self._ctx.socket(zmq.ROUTER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            old = os.umask(0o177)
+            try:
+                sock.bind(self._endpoint)
+            finally:
+                os.umask(old)
+            self._registry.add(sock_path)
+            self._sock = sock
+            self._fd = int(sock.getsockopt(zmq.FD))
+            self._loop.add_reader(self._fd, self._on_readable)
+        ready = [self._loop.create_future() for _ in self._slots]
+        self._ready_waiters = ready
+        for sl in self._slots:
+            self._spawn(sl)
+        try:
+            await asyncio.wait_for(asyncio.gather(*ready), timeout=30)
+        except BaseException:
+            await self._teardown()
+            raise
+        self._schedule_tick()
+
+    def _spawn(self, sl: _Slot) -> None:
+        assert self._loop is not None
+        sl.respawn_handle = None
+        sl.epoch += 1
+        sl.identity = f"{self._tag}-{sl.name}-{sl.epoch}".encode()
+        self._by_identity[sl.identity] = sl
+        sl.state = STARTING
+        sl.last_heard = self._loop.time()
+        self.counters["worker_spawns"] += 1
+        if self.transport == "shm":
+            self._make_rings(sl)
+        if self.transport == "inline":
+            sl.service = WorkerService(sl.index)
+            if sl.executor is None:
+                sl.executor = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix=f"framecrypt-{sl.name}")
+            self._loop.call_soon(self._on_message, sl.identity,
+                                 [wire.pack(wire.READY, os.getpid(), sl.index)])
+            return
+        sup = self.settings.supervision
+        cmd = [sys.executable, "-m", "framecrypt.workers.process", "--connect", self._endpoint,
+               "--slot", str(sl.index), "--identity", sl.identity.decode(),
+               "--interval", str(sup.heartbeat_interval_s),
+               "--liveness", str(sup.heartbeat_liveness), "--parent", str(os.getpid())]
+        sl.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True)
+        sl.pid = sl.proc.pid
+        try:
+            sl.pidfd = os.pidfd_open(sl.pid)
+            self._loop.add_reader(sl.pidfd, self._on_exit, sl, sl.epoch)
+        except (AttributeError, OSError):
+            sl.pidfd = None  # heartbeats still detect the death
+
+    def _make_rings(self, sl: _Slot) -> None:
+        self._drop_rings(sl)
+        size = self.settings.shm.ring_bytes
+        d = self.settings.shm.dir
+        names = [hygiene.segment_name(self._tag, sl.index * 1000 + sl.epoch % 1000, k)
+                 for k in (hygiene.REQUEST, hygiene.REPLY)]
+        sl.req_seg = Segment.create(names[0], size, dir=d, reserve=False)
+        self._registry.add(sl.req_seg.path)
+        sl.rep_seg = Segment.create(names[1], size, dir=d, reserve=False)
+        self._registry.add(sl.rep_seg.path)
+        sl.req_ring = RingAllocator(size)
+        sl.rep_ring = RingAllocator(size)
+
+    def _drop_rings(self, sl: _Slot) -> None:
+        for seg in (sl.req_seg, sl.rep_seg):
+            if seg is not None:
+                seg.close()
+                seg.unlink()
+        sl.req_seg = sl.rep_seg = None
+        sl.req_ring = sl.rep_ring = None
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop accepting frames, let the ones in flight finish (up to ``timeout``,
+        default ``supervision.shutdown_timeout_s``), then stop the workers and remove
+        every shm segment and ipc endpoint. Frames still pending get PoolClosed."""
+        if self._closed:
+            return
+        self._closing = True
+        if not self._started:
+            self._closed = True
+            return
+        deadline = timeout if timeout is not None else self.settings.supervision.shutdown_timeout_s
+        self._schedule_flush()
+        end = time.monotonic() + deadline
+        while self._frames_out > 0 and time.monotonic() < end:
+            fut = self._loop.create_future() if self._loop else None
+            if fut is None:
+                break
+            self._drain_waiter = fut
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(fut, timeout=max(0.0, end - time.monotonic()))
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        self._closing = True
+        loop = self._loop
+        for sl in self._slots:
+            if sl.respawn_handle is not None:
+                sl.respawn_handle.cancel()
+            self._fail_slot_items(sl, PoolClosed())
+            for w in list(self._waiters):
+                if not w[2].done():
+                    w[2].set_exception(PoolClosed())
+            self._waiters.clear()
+            if sl.proc is not None and sl.proc.poll() is None:
+                with contextlib.suppress(zmq.ZMQError, OSError):
+                    self._send(sl, [wire.pack(wire.STOP)])
+        deadline = time.monotonic() + 2.0
+        for sl in self._slots:
+            if sl.proc is not None:
+                while sl.proc.poll() is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                if sl.proc.poll() is None:
+                    sl.proc.kill()
+                    sl.proc.wait()
+            self._close_pidfd(sl)
+            if sl.executor is not None:
+                sl.executor.shutdown(wait=True)
+                sl.executor = None
+            if sl.service is not None:
+                sl.service.close()
+            self._drop_rings(sl)
+            sl.state = STOPPED
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self._sock is not None:
+            if loop is not None:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(self._fd)
+            self._sock.close(0)
+            self._sock = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        self._registry.cleanup()
+        self._closed = True
+
+    def _close_pidfd(self, sl: _Slot) -> None:
+        if sl.pidfd is not None:
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(sl.pidfd)
+            os.close(sl.pidfd)
+            sl.pidfd = None
+
+    # --- participants and keys ------------------------------------------------------------
+
+    def _pidx(self, participant: str) -> int:
+        pidx = self._participants.get(participant)
+        if pidx is None:
+            if not isinstance(participant, str):
+                raise TypeError("participant must be a str")
+            pidx = len(self._names)
+            self._participants[participant] = pidx
+            self._names.append(participant)
+        return pidx
+
+    def _slot_of(self, pidx: int) -> _Slot:
+        sl = self._owner.get(pidx)
+        if sl is None:
+            name = owner(self._names[pidx], self._slot_names)
+            sl = self._slots[self._slot_names.index(name)]
+            self._owner[pidx] = sl
+        return sl
+
+    async def set_key(self, participant: str, material: bytes | str, index: int = 0, *,
+                      kdf: str | None = None, make_current: bool = True) -> None:
+        """Set a participant's key at ``index`` (as livekit-client: ``str`` is a
+        passphrase → PBKDF2, ``bytes`` a raw key → HKDF). Frames submitted after this
+        returns are sealed with it; frames submitted before, with the previous key.
+        The derivation runs in the participant's worker, never on the event loop."""
+        self._check_open()
+        if not isinstance(material, bytes | str) or not material:
+            from framecrypt.errors import InvalidKeyMaterial
+
+            raise InvalidKeyMaterial("key material must be non-empty str or bytes")
+        if not 0 <= index < self.settings.livekit.keyring_size and self.format != "sframe":
+            raise ValueError("key index out of the key ring")
+        pidx = self._pidx(participant)
+        await self._control(pidx, "keyset", [pidx, participant, index, material, kdf, 0, None,
+                                             make_current])
+
+    async def ratchet_key(self, participant: str, index: int | None = None) -> int:
+        """Ratchet a participant's key one step (as livekit's ``ratchetKey``); returns
+        the new generation."""
+        self._check_open()
+        pidx = self._pidx(participant)
+        if index is None:
+            d = self._directory.get(pidx)
+            if d is None:
+                raise UnknownKey(0)
+            index = int(d["current"])
+        result = await self._control(pidx, "ratchet", [pidx, index])
+        return int(result[1])
+
+    async def remove_participant(self, participant: str) -> None:
+        """Forget a participant's keys (frames already submitted are still processed)."""
+        self._check_open()
+        pidx = self._pidx(participant)
+        await self._control(pidx, "remove", [pidx])
+
+    def _control(self, pidx: int, op: str, args: list[Any]) -> asyncio.Future[list[Any]]:
+        assert self._loop is not None
+        self._seq += 1
+        fut: asyncio.Future[list[Any]] = self._loop.create_future()
+        ctl = _Control(self._seq, op, args, fut)
+        self._controls_pending[pidx] = self._controls_pending.get(pidx, 0) + 1
+        sl = self._slot_of(pidx)
+        sl.queue.append(ctl)
+        self._schedule_flush()
+        return fut
+
+    def _on_ack(self, sl: _Slot, ctl: _Control, ok: bool, result: list[Any]) -> None:
+        pidx = int(ctl.args[0])
+        if not ok:
+            self.counters["control_errors"] += 1
+            err: BaseException = FramecryptError(str(result[1]) if len(result) > 1 else "error")
+            if result and result[0] == "UnknownKey":
+                err = UnknownKey(int(ctl.args[1]) if ctl.op == "ratchet" else 0)
+            self._control_done(pidx, ctl, None, err)
+            return
+        d = self._directory.setdefault(pidx, {"keys": {}, "current": 0})
+        local_args: list[Any] | None = None
+        if ctl.op == "keyset":
+            _, name, index, material, _kdf, generation, _aes, make_current = ctl.args
+            aes_key, algorithm = result[0], result[1]
+            d["keys"][index] = (material, algorithm, generation, aes_key)
+            if make_current:
+                d["current"] = index
+            d["name"] = name
+            local_args = [pidx, name, index, material, algorithm, generation, aes_key,
+                          make_current]
+        elif ctl.op == "ratchet":
+            _, index = ctl.args
+            material, generation, aes_key = result
+            old = d["keys"].get(index)
+            algorithm = old[1] if old else None
+            d["keys"][index] = (material, algorithm, generation, aes_key)
+            local_args = [pidx, self._names[pidx], index, material, algorithm, generation,
+                          aes_key or None, False]
+        elif ctl.op == "remove":
+            self._directory.pop(pidx, None)
+            with contextlib.suppress(FramecryptError):
+                self._local.control("remove", [pidx])
+        if local_args is not None:
+            self._local.control("keyset", local_args)
+        self._control_done(pidx, ctl, result, None)
+
+    def _control_done(self, pidx: int, ctl: _Control, result: list[Any] | None,
+                      err: BaseException | None) -> None:
+        n = self._controls_pending.get(pidx, 1) - 1
+        if n:
+            self._controls_pending[pidx] = n
+        else:
+            self._controls_pending.pop(pidx, None)
+        fut = ctl.future
+        if fut is not None and not fut.done():
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(result or [])
+
+    def _on_worker_event(self, ev: list[Any]) -> None:
+        kind = ev[0]
+        pidx = int(ev[1])
+        if kind == "ratcheted":
+            _, _, index, material, generation, aes_key = ev
+            d = self._directory.setdefault(pidx, {"keys": {}, "current": 0})
+            old = d["keys"].get(index)
+            algorithm = old[1] if old else None
+            d["keys"][index] = (material, algorithm, generation, aes_key)
+            d["current"] = index
+            self._local.control("keyset", [pidx, self._names[pidx], index, material, algorithm,
+                                           generation, aes_key, True])
+            self._emit(PoolEvent(self._names[pidx], "key_ratcheted", index))
+            return
+        mapping = {"DecryptionFailed": "decryption_failed", "KeyMissing": "missing_key",
+                   "KeyMarkedInvalid": "key_invalid", "SifDropped": "sif_dropped"}
+        if kind in mapping and pidx < len(self._names):
+            self._emit(PoolEvent(self._names[pidx], mapping[kind], int(ev[2])))
+
+    # --- events -----------------------------------------------------------------------
+
+    def on_event(self, callback: Callable[[PoolEvent], None]) -> None:
+        """Call ``callback(event)`` on the event loop for every participant event."""
+        self._event_callbacks.append(callback)
+
+    async def events(self) -> AsyncIterator[PoolEvent]:
+        """Participant events as an async iterator (bounded: the oldest are dropped and
+        counted when nobody reads)."""
+        if self._event_queue is None:
+            self._event_queue = asyncio.Queue(1024)
+        q = self._event_queue
+        while not self._closed:
+            yield await q.get()
+
+    def _emit(self, ev: PoolEvent) -> None:
+        for cb in self._event_callbacks:
+            try:
+                cb(ev)
+            except Exception:  # a user callback must not break the pool
+                self.counters["events_dropped"] += 1
+        q = self._event_queue
+        if q is not None:
+            if q.full():
+                q.get_nowait()
+                self.counters["events_dropped"] += 1
+            q.put_nowait(ev)
+
+    # --- submitting frames ---------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closing or not self._started:
+            raise PoolClosed()
+
+    async def encrypt(self, participant: str, frame: Frame) -> bytes:
+        """Seal one frame with the participant's current key."""
+        return (await self._submit(participant, [frame], ENCRYPT, wait=True))[0]  # type: ignore[no-any-return]
+
+    async def decrypt(self, participant: str, frame: Frame) -> bytes:
+        """Open one frame sealed by ``participant`` (``frame.data`` is the ciphertext)."""
+        return (await self._submit(participant, [frame], DECRYPT, wait=True))[0]  # type: ignore[no-any-return]
+
+    async def try_encrypt(self, participant: str, frame: Frame) -> bytes:
+        """Like :meth:`encrypt` but raises :class:`Overloaded` at once when full."""
+        return (await self._submit(participant, [frame], ENCRYPT, wait=False))[0]  # type: ignore[no-any-return]
+
+    async def try_decrypt(self, participant: str, frame: Frame) -> bytes:
+        return (await self._submit(participant, [frame], DECRYPT, wait=False))[0]  # type: ignore[no-any-return]
+
+    async def encrypt_many(self, participant: str, frames: Sequence[Frame], *,
+                           return_exceptions: bool = False) -> list[Any]:
+        """Seal many frames with one await; results in order. With
+        ``return_exceptions`` failed frames give their exception in place, otherwise
+        the first error is raised once every frame has its outcome."""
+        return await self._submit(participant, frames, ENCRYPT, wait=True,
+                                  return_exceptions=return_exceptions)
+
+    async def decrypt_many(self, participant: str, frames: Sequence[Frame], *,
+                           return_exceptions: bool = False) -> list[Any]:
+        return await self._submit(participant, frames, DECRYPT, wait=True,
+                                  return_exceptions=return_exceptions)
+
+    def submit(self, participant: str, frame: Frame, callback: Callable[
+            [int, bytes | None, BaseException | None], None], *, decrypt: bool = False
+               ) -> None:
+        """Fire-and-callback on the loop thread: ``callback(0, result, error)`` later.
+        Never waits: raises :class:`Overloaded` when there is no credit."""
+        self._check_open()
+        if not self._has_credit(1, len(frame.data)):
+            self.counters["overloaded"] += 1
+            raise Overloaded()
+        self._frames_out += 1
+        self._bytes_out += len(frame.data)
+        group = _Group(1, None, callback)
+        self._admit(participant, [frame], DECRYPT if decrypt else ENCRYPT, group)
+
+    def submit_threadsafe(self, participant: str, frame: Frame, *, decrypt: bool = False
+                          ) -> concurrent.futures.Future[bytes]:
+        """From any thread (e.g. aiortc's encoder thread): a concurrent Future of the
+        result. Waits for credit on the loop, not in the calling thread."""
+        loop = self._loop
+        if loop is None or self._closing:
+            raise PoolClosed()
+        coro = (self.decrypt if decrypt else self.encrypt)(participant, frame)
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    async def _submit(self, participant: str, frames: Sequence[Frame], op: int, *, wait: bool,
+                      return_exceptions: bool = False) -> list[Any]:
+        self._check_open()
+        n = len(frames)
+        if n == 0:
+            return []
+        assert self._loop is not None
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        group = _Group(n, fut, None)
+        limits = self.settings.limits
+        chunk = max(1, min(n, limits.max_frames_in_flight // 2))
+        for start in range(0, n, chunk):
+            part = frames[start : start + chunk]
+            need_frames = len(part)
+            need_bytes = sum(len(f.data) for f in part)
+            if self._has_credit(need_frames, need_bytes):
+                self._frames_out += need_frames
+                self._bytes_out += need_bytes
+            else:
+                if not wait or limits.on_overload == "reject":
+                    self.counters["overloaded"] += n - start
+                    err = Overloaded()
+                    for i in range(start, n):
+                        self._deliver(group, i, None, err)
+                    break
+                await self._acquire(need_frames, need_bytes)  # credit taken when granted
+                if self._closing:
+                    self._release(need_frames, need_bytes)
+                    for i in range(start, n):
+                        self._deliver(group, i, None, PoolClosed())
+                    break
+            self._admit(participant, part, op, group, offset=start)
+        results = await fut
+        if group.errors and not return_exceptions:
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+        return results  # type: ignore[no-any-return]
+
+    def _has_credit(self, frames: int, nbytes: int) -> bool:
+        lim = self.settings.limits
+        if not self._waiters and self._frames_out + frames <= lim.max_frames_in_flight and (
+                self._bytes_out + nbytes <= lim.max_bytes_in_flight or self._frames_out == 0):
+            return True
+        return False
+
+    async def _acquire(self, frames: int, nbytes: int) -> None:
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append((frames, nbytes, fut))
+        await fut
+
+    def _release(self, frames: int, nbytes: int) -> None:
+        self._frames_out -= frames
+        self._bytes_out -= nbytes
+        lim = self.settings.limits
+        while self._waiters:
+            f, b, fut = self._waiters[0]
+            if fut.done():
+                self._waiters.popleft()
+                continue
+            if self._frames_out + f <= lim.max_frames_in_flight and (
+                    self._bytes_out + b <= lim.max_bytes_in_flight or self._frames_out == 0):
+                self._waiters.popleft()
+                self._frames_out += f  # reserved for the waiter
+                self._bytes_out += b
+                fut.set_result(None)
+            else:
+                break
+        if self._frames_out == 0:
+            w = getattr(self, "_drain_waiter", None)
+            if w is not None and not w.done():
+                w.set_result(None)
+
+    def _admit(self, participant: str, frames: Sequence[Frame], op: int, group: _Group, *,
+               offset: int = 0) -> None:
+        """Assign counters, place each frame inline or in its worker's queue. The
+        caller holds the frames' credit; each frame returns it with its outcome."""
+        assert self._loop is not None
+        nbytes_total = 0
+        pidx = self._pidx(participant)
+        sl = self._slot_of(pidx)
+        now = self._loop.time()
+        codec_ids = wire.CODEC_ID
+        max_frame = self.settings.limits.max_frame_bytes
+        inline_ok = self._inline_allowed(pidx)
+        queued = 0
+        counters = self._counters
+        sframe = self.format == "sframe"
+        for i, frame in enumerate(frames):
+            idx = offset + i
+            data = frame.data
+            size = len(data)
+            nbytes_total += size
+            codec_id = codec_ids.get(frame.codec)
+            if codec_id is None:
+                self._deliver_now(group, idx, UnsupportedCodec(frame.codec), size)
+                continue
+            if size > max_frame:
+                self._deliver_now(group, idx, MalformedFrame("frame larger than max_frame_bytes"),
+                                  size)
+                continue
+            counter = 0
+            if op == ENCRYPT:
+                key = (pidx, self._send_kid(pidx) if sframe else frame.ssrc)
+                counter = counters.get(key, 0)
+                counters[key] = counter + 1
+            if inline_ok and queued == 0 and self._try_inline(pidx, frame, op, counter, group,
+                                                              idx, size):
+                continue
+            inline_ok = False
+            item = _Item(op, pidx, data, codec_id, wire.FLAG_KEYFRAME if frame.keyframe else 0,
+                         frame.ssrc, frame.timestamp, counter, group, idx, now)
+            sl.queue.append(item)
+            queued += 1
+        self.counters["frames_submitted"] += len(frames)
+        self.counters["bytes_in"] += nbytes_total
+        if queued:
+            self._pending[pidx] = self._pending.get(pidx, 0) + queued
+            self.counters["frames_pool"] += queued
+            self._schedule_flush()
+
+    def _send_kid(self, pidx: int) -> int:
+        d = self._directory.get(pidx)
+        return int(d["current"]) if d else 0
+
+    def _inline_allowed(self, pidx: int) -> bool:
+        if self.placement == "pool" or self._pending.get(pidx) or \
+                self._controls_pending.get(pidx):
+            return False
+        if self.format == "sframe" and self.settings.sframe.suite in _CTR_SUITES:
+            return self.placement == "inline"
+        return True
+
+    def _try_inline(self, pidx: int, frame: Frame, op: int, counter: int, group: _Group,
+                    idx: int, size: int) -> bool:
+        """Seal/open in this process when cheap and allowed; False = use the pool."""
+        if self.placement == "auto":
+            if size > self.settings.placement.inline_max_bytes or frame.codec in _HEAVY_CODECS:
+                return False
+            assert self._loop is not None
+            now = self._loop.time()
+            if now - self._inline_window_start > 0.1:
+                self._inline_window_start = now
+                self._inline_spent = 0.0
+            elif self._inline_spent > 0.1 * self.settings.placement.inline_budget:
+                return False
+        t = time.perf_counter()
+        try:
+            if op == ENCRYPT:
+                out = memoryview(bytearray(size + _REPLY_SLACK + size // 64))
+                n = self._local.seal_into(pidx, memoryview(frame.data), frame.codec,
+                                          frame.keyframe, frame.ssrc, frame.timestamp,
+                                          counter, out)
+                result: bytes | None = bytes(out[:n])
+            else:
+                result = self._local.try_open(pidx, frame.data, frame.codec, frame.keyframe)
+                if result is None:
+                    return False
+        except FramecryptError as e:
+            if op == DECRYPT:
+                return False  # let the worker decide (ratchet, failure counts, events)
+            self._inline_spent += time.perf_counter() - t
+            self.counters["frames_inline"] += 1
+            self._deliver_now(group, idx, e, size)
+            return True
+        self._inline_spent += time.perf_counter() - t
+        self.counters["frames_inline"] += 1
+        self._deliver_now(group, idx, result, size)
+        return True
+
+    def _deliver_now(self, group: _Group, idx: int, outcome: bytes | BaseException | None,
+                     size: int) -> None:
+        """Outcome of a frame that never entered a worker queue; returns its credit."""
+        if isinstance(outcome, BaseException):
+            self._deliver(group, idx, None, outcome)
+        else:
+            self._deliver(group, idx, outcome, None)
+        self._release(1, size)
+
+    def _deliver(self, group: _Group, idx: int, result: bytes | None,
+                 err: BaseException | None) -> None:
+        if err is not None:
+            group.errors += 1
+            self.counters["frames_failed"] += 1
+            name = type(err).__name__
+            self._errors_by_reason[name] = self._errors_by_reason.get(name, 0) + 1
+            group.results[idx] = err
+        else:
+            self.counters["frames_ok"] += 1
+            self.counters["bytes_out"] += len(result or b"")
+            group.results[idx] = result
+        if group.callback is not None:
+            try:
+                group.callback(idx, result, err)
+            except Exception:
+                self.counters["events_dropped"] += 1
+        group.remaining -= 1
+        if group.remaining == 0 and group.future is not None and not group.future.done():
+            group.future.set_result(group.results)
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        for sl in self._slots:
+            if sl.queue and sl.state == READY:
+                self._dispatch(sl)
+        self._on_readable()  # zmq's FD is edge-triggered: sends can swallow the signal
+
+    def _dispatch(self, sl: _Slot) -> None:
+        s = self.settings
+        max_frames = s.batch.max_frames
+        max_bytes = s.batch.max_bytes
+        wf, wb = s.limits.worker_frames_in_flight, s.limits.worker_bytes_in_flight
+        budget = s.realtime.latency_budget_ms
+        if budget:
+            self._expire(sl, budget / 1000.0)
+        q = sl.queue
+        while q and sl.state == READY:
+            head = q[0]
+            if isinstance(head, _Control):
+                q.popleft()
+                self._send(sl, [wire.pack(wire.CONTROL, head.seq, head.op, *head.args)])
+                sl.inflight.append(head)
+                continue
+            if sl.frames >= wf or sl.bytes >= wb:
+                return
+            items: list[_Item] = []
+            total = 0
+            while q and len(items) < max_frames:
+                it = q[0]
+                if isinstance(it, _Control):
+                    break
+                size = len(it.data)
+                if items and (total + size > max_bytes or sl.bytes + total + size > wb):
+                    break
+                items.append(it)
+                total += size
+                q.popleft()
+            if not self._send_batch(sl, items, total):
+                q.extendleft(reversed(items))
+                return
+
+    def _send_batch(self, sl: _Slot, items: list[_Item], total: int) -> bool:
+        n = len(items)
+        desc = bytearray(wire.REQ.size * n)
+        pack = wire.REQ.pack_into
+        req_span = rep_span = None
+        out_total = 0
+        for it in items:
+            size = len(it.data)
+            out_total += size + _REPLY_SLACK + size // 64 if it.op == ENCRYPT else size
+        blob: bytes | None = None
+        if sl.req_ring is not None and sl.rep_ring is not None:
+            assert sl.req_seg is not None
+            roff = sl.req_ring.alloc(max(total, 1))
+            if roff is None:
+                return False
+            ooff = sl.rep_ring.alloc(max(out_total, 1))
+            if ooff is None:
+                sl.req_ring.release(roff, max(total, 1))
+                return False
+            req_span, rep_span = (roff, max(total, 1)), (ooff, max(out_total, 1))
+            view = sl.req_seg.view
+        else:
+            roff = ooff = 0
+            blob = b"".join([it.data for it in items])
+        pos, opos = roff, ooff
+        for i, it in enumerate(items):
+            size = len(it.data)
+            cap = size + _REPLY_SLACK + size // 64 if it.op == ENCRYPT else size
+            if blob is None:
+                view[pos : pos + size] = it.data
+            pack(desc, i * 40, it.op, it.codec_id, it.flags, it.pidx, it.ssrc & 0xFFFFFFFF,
+                 it.ts & 0xFFFFFFFF, it.counter, pos, size, opos, cap)
+            it.attempts += 1
+            pos += size
+            opos += cap
+        self._batch_ids += 1
+        batch = _Batch(self._batch_ids, items, req_span, rep_span)
+        parts = [wire.pack(wire.BATCH, batch.batch_id, n), bytes(desc)]
+        if blob is not None:
+            parts.append(blob)
+        sl.inflight.append(batch)
+        sl.frames += n
+        sl.bytes += total
+        self.counters["batches_sent"] += 1
+        self._send(sl, parts)
+        return True
+
+    def _send(self, sl: _Slot, parts: list[bytes]) -> None:
+        assert self._loop is not None
+        sl.last_sent = self._loop.time()
+        if self.transport == "inline":
+            svc, ex = sl.service, sl.executor
+            if svc is None or ex is None:
+                return
+            identity, loop = sl.identity, self._loop
+
+            def work() -> None:
+                replies = svc.handle(parts)
+                for r in replies:
+                    loop.call_soon_threadsafe(self._on_message, identity, r)
+
+            ex.submit(work)
+            return
+        if self._sock is None:
+            return
+        try:
+            self._sock.send_multipart([sl.identity, *parts], copy=len(parts[-1]) < 65536)
+        except zmq.ZMQError:
+            # unroutable (worker gone): its death handling re-dispatches what it held
+            pass
+
+    def _expire(self, sl: _Slot, budget: float) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        q = sl.queue
+        if not q:
+            return
+        head = q[0]
+        if isinstance(head, _Item) and now - head.t0 <= budget:
+            return
+        keep: deque[_Item | _Control] = deque()
+        for it in q:
+            if isinstance(it, _Item) and not it.flags & wire.FLAG_KEYFRAME and \
+                    now - it.t0 > budget:
+                self.counters["expired"] += 1
+                self._finish_item(it, None, FrameExpired((now - it.t0) * 1000))
+            else:
+                keep.append(it)
+        sl.queue = keep
+
+    # --- receiving ----------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            try:
+                msg = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            if len(msg) < 2:
+                self.counters["protocol_errors"] += 1
+                continue
+            self._on_message(msg[0].bytes, [m.buffer for m in msg[1:]])
+
+    def _on_message(self, identity: bytes, parts: Sequence[bytes | memoryview]) -> None:
+        sl = self._by_identity.get(identity)
+        if sl is None or sl.state in (DEAD, STOPPED) or identity != sl.identity:
+            self.counters["protocol_errors"] += 1
+            return
+        assert self._loop is not None
+        sl.last_heard = self._loop.time()
+        try:
+            msg = wire.unpack(parts[0])
+            kind = msg[0]
+            if kind == wire.RESULT:
+                self._on_result(sl, msg, parts)
+            elif kind == wire.ACK:
+                self._on_ack_msg(sl, msg)
+            elif kind == wire.EVENT:
+                self._on_worker_event(msg[1])
+            elif kind == wire.PONG:
+                pass
+            elif kind == wire.READY:
+                self._on_ready(sl, msg)
+            else:
+                raise ProtocolError("unexpected kind from a worker")
+        except (ProtocolError, ValueError, TypeError, IndexError, KeyError):
+            self.counters["protocol_errors"] += 1
+
+    def _on_ready(self, sl: _Slot, msg: list[Any]) -> None:
+        if sl.state != STARTING:
+            raise ProtocolError("READY twice")
+        shm = None
+        if sl.req_seg is not None and sl.rep_seg is not None:
+            shm = [sl.req_seg.name, sl.rep_seg.name, sl.req_seg.size, self.settings.shm.dir]
+        self._send(sl, [wire.pack(wire.CONFIG, self._engine_cfg.as_wire(), shm)])
+        sl.state = READY
+        # replay the key directory of this slot's participants, then what it held
+        for pidx, d in self._directory.items():
+            if self._slot_of(pidx) is not sl:
+                continue
+            current = int(d["current"])
+            order = sorted(d["keys"], key=lambda k: k == current)
+            for index in order:
+                material, algorithm, generation, aes_key = d["keys"][index]
+                self._seq += 1
+                ctl = _Control(self._seq, "keyset", [pidx, d.get("name", self._names[pidx]),
+                               index, material, algorithm, generation, aes_key or None,
+                               index == current], None)
+                self._send(sl, [wire.pack(wire.CONTROL, ctl.seq, ctl.op, *ctl.args)])
+                sl.inflight.append(ctl)
+        waiters = getattr(self, "_ready_waiters", None)
+        if waiters is not None and not waiters[sl.index].done():
+            waiters[sl.index].set_result(None)
+        self._schedule_flush()
+
+    def _on_ack_msg(self, sl: _Slot, msg: list[Any]) -> None:
+        _, seq, ok, *result = msg
+        if not sl.inflight or not isinstance(sl.inflight[0], _Control) or \
+                sl.inflight[0].seq != seq:
+            raise ProtocolError("ACK out of order")
+        ctl = sl.inflight.popleft()
+        assert isinstance(ctl, _Control)
+        if ctl.future is None:  # directory replay: nothing waits
+            return
+        self._on_ack(sl, ctl, bool(ok), result)
+
+    def _on_result(self, sl: _Slot, msg: list[Any], parts: Sequence[bytes | memoryview]) -> None:
+        _, batch_id, count = msg
+        if not sl.inflight or not isinstance(sl.inflight[0], _Batch) or \
+                sl.inflight[0].batch_id != batch_id:
+            raise ProtocolError("RESULT out of order")
+        batch = sl.inflight[0]
+        if count != len(batch.items) or len(parts) < 2:
+            raise ProtocolError("RESULT count mismatch")
+        res = parts[1]
+        wire.check_blob(res, wire.RES, count)
+        sl.inflight.popleft()
+        overflow = parts[2] if len(parts) > 2 else b""
+        rep = sl.rep_seg.view if sl.rep_seg is not None and batch.rep_span else None
+        unpack = wire.RES.unpack_from
+        total = 0
+        for i, it in enumerate(batch.items):
+            status, off, n = unpack(res, i * 12)
+            total += len(it.data)
+            if status == wire.ST_OK and rep is not None:
+                self._finish_item(it, bytes(rep[off : off + n]), None)
+            elif status == wire.ST_OK or status == wire.ST_INLINE:
+                self._finish_item(it, bytes(overflow[off : off + n]), None)
+            else:
+                self._finish_item(it, None, _status_error(status, off))
+        sl.frames -= count
+        sl.bytes -= total
+        if batch.req_span is not None and sl.req_ring is not None and sl.rep_ring is not None:
+            sl.req_ring.release(*batch.req_span)
+            assert batch.rep_span is not None
+            sl.rep_ring.release(*batch.rep_span)
+        if sl.queue:
+            self._schedule_flush()
+
+    def _finish_item(self, it: _Item, result: bytes | None, err: BaseException | None) -> None:
+        n = self._pending.get(it.pidx, 1) - 1
+        if n:
+            self._pending[it.pidx] = n
+        else:
+            self._pending.pop(it.pidx, None)
+        self._deliver(it.group, it.index, result, err)
+        self._release(1, len(it.data))
+
+    # --- supervision ----------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        assert self._loop is not None
+        self._tick_handle = self._loop.call_later(
+            self.settings.supervision.heartbeat_interval_s, self._tick)
+
+    def _tick(self) -> None:
+        if self._closing:
+            return
+        assert self._loop is not None
+        sup = self.settings.supervision
+        now = self._loop.time()
+        for sl in self._slots:
+            if sl.state not in (READY, STARTING):
+                continue
+            if self.transport != "inline":
+                silent = now - sl.last_heard
+                limit = sup.heartbeat_interval_s * sup.heartbeat_liveness
+                if sl.state == STARTING:
+                    limit = max(limit, 20.0)  # interpreter start-up
+                if silent > limit:
+                    self._worker_died(sl, "heartbeat")
+                    continue
+            if sl.state == READY and now - sl.last_sent >= sup.heartbeat_interval_s:
+                self._send(sl, [wire.pack(wire.PING, 0)])
+            if sl.queue and self.settings.realtime.latency_budget_ms:
+                self._expire(sl, self.settings.realtime.latency_budget_ms / 1000.0)
+        self._schedule_tick()
+
+    def _on_exit(self, sl: _Slot, epoch: int) -> None:
+        if epoch == sl.epoch and sl.state in (READY, STARTING):
+            self._worker_died(sl, "exit")
+        else:
+            self._close_pidfd(sl)
+
+    def _worker_died(self, sl: _Slot, why: str) -> None:
+        """Kill what is left of the worker, requeue what it held (same counters), respawn."""
+        assert self._loop is not None
+        self.counters["worker_deaths"] += 1
+        sl.state = DEAD
+        self._by_identity.pop(sl.identity, None)
+        if sl.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                sl.proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                sl.proc.wait(timeout=5)
+        self._close_pidfd(sl)
+        attempts = self.settings.supervision.dispatch_attempts
+        requeue: list[_Item | _Control] = []
+        for entry in sl.inflight:
+            if isinstance(entry, _Control):
+                if entry.future is not None:
+                    requeue.append(entry)
+                continue
+            for it in entry.items:
+                if it.attempts >= attempts:
+                    self.counters["worker_lost"] += 1
+                    self._finish_item(it, None, WorkerLost(it.attempts))
+                else:
+                    self.counters["redispatched"] += 1
+                    requeue.append(it)
+        sl.inflight.clear()
+        sl.frames = sl.bytes = 0
+        sl.queue.extendleft(reversed(requeue))
+        if self.transport == "shm":
+            self._drop_rings(sl)
+        sl.deaths_in_row += 1
+        sup = self.settings.supervision
+        delay = min(sup.respawn_backoff_max_s,
+                    sup.respawn_backoff_s * (2 ** (sl.deaths_in_row - 1)))
+        if sl.deaths_in_row == 1:
+            delay = 0.0
+        sl.restarts += 1
+        sl.respawn_handle = self._loop.call_later(delay, self._respawn, sl)
+
+    def _respawn(self, sl: _Slot) -> None:
+        if self._closing:
+            return
+        self._spawn(sl)
+
+    def _fail_slot_items(self, sl: _Slot, err: BaseException) -> None:
+        for entry in list(sl.inflight) + list(sl.queue):
+            if isinstance(entry, _Batch):
+                for it in entry.items:
+                    self._finish_item(it, None, err)
+            elif isinstance(entry, _Item):
+                self._finish_item(entry, None, err)
+            elif entry.future is not None and not entry.future.done():
+                entry.future.set_exception(err)
+        sl.inflight.clear()
+        sl.queue.clear()
+
+    # --- introspection --------------------------------------------------------------------
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the live worker processes (empty for the inline transport)."""
+        return [sl.pid for sl in self._slots if sl.state == READY and sl.proc is not None]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges (no key material)."""
+        return {
+            **self.counters,
+            "errors_by_reason": dict(self._errors_by_reason),
+            "frames_in_flight": self._frames_out,
+            "bytes_in_flight": self._bytes_out,
+            "waiters": len(self._waiters),
+            "participants": len(self._names),
+            "workers": [
+                {"slot": sl.index, "state": sl.state, "pid": sl.pid, "queued": len(sl.queue),
+                 "frames_in_flight": sl.frames, "bytes_in_flight": sl.bytes,
+                 "restarts": sl.restarts}
+                for sl in self._slots
+            ],
+            "transport": self.transport, "format": self.format, "placement": self.placement,
+        }
+

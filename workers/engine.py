@@ -1,0 +1,335 @@
+"""The batch engine a crypto worker runs: per-participant contexts, key operations,
+and sealing/opening a batch of packed descriptors into the reply buffer.
+
+Pure (no sockets, no clocks, no processes): the worker process feeds it messages, the
+broker's inline path and the ``inline`` transport call it directly.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from framecrypt.broker import wire
+from framecrypt.errors import (
+    AuthenticationFailed,
+    CounterExhausted,
+    DroppedFrame,
+    FramecryptError,
+    KeyInvalidated,
+    MalformedFrame,
+    ReplayedFrame,
+    UnknownKey,
+)
+from framecrypt.workers.livekit import frame as lkframe
+from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
+from framecrypt.workers.livekit.events import KeyRatcheted
+from framecrypt.workers.livekit.kdf import Kdf, resolve
+from framecrypt.workers.livekit.keyring import KeySet
+from framecrypt.workers.sframe.context import ReceiverContext, SFrameKey
+from framecrypt.workers.sframe.ratchet import next_base_key
+
+U32 = 0xFFFFFFFF
+_TRAILER = struct.Struct(">IIIBB")
+
+STATUS_OF: dict[type[FramecryptError], int] = {
+    AuthenticationFailed: wire.ST_AUTH,
+    UnknownKey: wire.ST_UNKNOWN_KEY,
+    MalformedFrame: wire.ST_MALFORMED,
+    KeyInvalidated: wire.ST_KEY_INVALID,
+    DroppedFrame: wire.ST_DROPPED,
+    ReplayedFrame: wire.ST_REPLAYED,
+    CounterExhausted: wire.ST_COUNTER,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What an engine needs of the pool settings (picklable, msgpack-able as a dict)."""
+
+    format: str = "livekit"  # livekit | jitsi | sframe
+    iv: str = "counter"  # counter | livekit
+    ratchet_window: int = 8
+    failure_tolerance: int = 10
+    keyring_size: int = 16
+    ratchet_salt: bytes = b"LKFrameEncryptionKey"
+    sif_trailer: bytes = b""
+    suite: int = 4
+    replay_window: int = 128
+
+    def as_wire(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> EngineConfig:
+        return cls(**{k: d[k] for k in cls.__slots__ if k in d})
+
+
+@dataclass
+class Participant:
+    name: str
+    cryptor: ParticipantCryptor | None = None  # livekit / jitsi
+    send_keys: dict[int, SFrameKey] = field(default_factory=dict)  # sframe, by KID
+    send_kid: int = 0
+    materials: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # sframe
+    receiver: ReceiverContext | None = None
+
+    def __repr__(self) -> str:
+        return f"Participant({self.name!r})"
+
+
+class Engine:
+    """Participants by index, key operations, batches. Counts what it did."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.jitsi = config.format == "jitsi"
+        self.sframe = config.format == "sframe"
+        self.participants: dict[int, Participant] = {}
+        self.events: list[list[Any]] = []
+        self.counts = {"frames": 0, "errors": 0, "internal_errors": 0}
+        self._options = CryptorOptions(
+            ratchet_window=config.ratchet_window,
+            failure_tolerance=-1 if self.jitsi else config.failure_tolerance,
+            keyring_size=config.keyring_size,
+            ratchet_salt=config.ratchet_salt,
+            sif_trailer=config.sif_trailer or None,
+            jitsi=self.jitsi,
+        )
+
+    def __repr__(self) -> str:
+        return f"Engine({self.config.format}, participants={len(self.participants)})"
+
+    # --- key operations --------------------------------------------------------------
+
+    def _participant(self, pidx: int, name: str = "") -> Participant:
+        p = self.participants.get(pidx)
+        if p is None:
+            p = Participant(name or str(pidx))
+            if self.sframe:
+                p.receiver = ReceiverContext(self.config.suite,
+                                             replay_window=self.config.replay_window)
+            else:
+                p.cryptor = ParticipantCryptor(self._options)
+            self.participants[pidx] = p
+        return p
+
+    def _kdf(self, kdf: str | None, material: bytes | str) -> tuple[bytes, Kdf]:
+        if self.jitsi:
+            raw, _ = resolve(material, "hkdf", self.config.ratchet_salt)
+            return raw, Kdf.jitsi()
+        return resolve(material, kdf, self.config.ratchet_salt)
+
+    def control(self, op: str, args: list[Any]) -> list[Any]:
+        """Apply one key operation; returns the ACK payload. Raises FramecryptError."""
+        if op == "keyset":
+            pidx, name, index, material, kdf, generation, aes_key, make_current = args
+            return self._keyset(pidx, name, index, material, kdf, generation, aes_key,
+                                make_current)
+        if op == "ratchet":
+            pidx, index = args
+            return self._ratchet(pidx, index)
+        if op == "remove":
+            (pidx,) = args
+            self.participants.pop(pidx, None)
+            return []
+        raise ValueError(f"unknown control op {op!r}")
+
+    def _keyset(self, pidx: int, name: str, index: int, material: bytes | str, kdf: str | None,
+                generation: int, aes_key: bytes | None, make_current: bool) -> list[Any]:
+        p = self._participant(pidx, name)
+        if self.sframe:
+            base = material.encode() if isinstance(material, str) else bytes(material)
+            key = SFrameKey.derive(self.config.suite, base, index)
+            p.send_keys[index] = key
+            p.materials[index] = (base, generation)
+            if make_current:
+                p.send_kid = index
+            assert p.receiver is not None
+            p.receiver.add_key(index, base)
+            return [b"", "hkdf"]
+        raw, k = self._kdf(kdf, material)
+        ks = KeySet(raw, k, aes_key, generation) if aes_key else KeySet.derive(raw, k, generation)
+        assert p.cryptor is not None
+        p.cryptor.set_keyset(ks, index, make_current=make_current)
+        return [ks.aes_key, k.algorithm]
+
+    def _ratchet(self, pidx: int, index: int) -> list[Any]:
+        p = self.participants.get(pidx)
+        if p is None:
+            raise UnknownKey(index)
+        if self.sframe:
+            if index not in p.materials:
+                raise UnknownKey(index)
+            base, gen = p.materials[index]
+            nxt = next_base_key(self.config.suite, base)
+            self._keyset(pidx, p.name, index, nxt, None, gen + 1, None, p.send_kid == index)
+            return [nxt, gen + 1, b""]
+        assert p.cryptor is not None
+        material = p.cryptor.ratchet(index)
+        p.cryptor.events()  # the broker learns of it from this ACK
+        ks = p.cryptor.ring.get(index)
+        assert ks is not None
+        return [material, ks.generation, ks.aes_key]
+
+    # --- frames -----------------------------------------------------------------------
+
+    def seal_into(self, pidx: int, data: memoryview, codec: str, keyframe: bool, ssrc: int,
+                  ts: int, counter: int, out: memoryview) -> int:
+        p = self.participants.get(pidx)
+        if p is None:
+            raise UnknownKey(0)
+        if self.sframe:
+            key = p.send_keys.get(p.send_kid)
+            if key is None:
+                raise UnknownKey(p.send_kid)
+            if counter > key.ctr_limit:
+                raise CounterExhausted(p.send_kid)
+            return key.protect_into(counter, data, out)
+        cryptor = p.cryptor
+        assert cryptor is not None
+        index = cryptor.ring.current_index
+        ks = cryptor.ring.get(index)
+        if ks is None:
+            raise UnknownKey(index)
+        if self.config.iv == "counter":
+            if counter > U32:
+                raise CounterExhausted(index)
+            word = counter
+        elif self.jitsi:
+            word = counter % 0xFFFF
+        else:
+            word = (ts - counter % 0xFFFF) & U32
+        trailer = _TRAILER.pack(ssrc & U32, ts & U32, word, lkframe.IV_LENGTH, index)
+        return lkframe.seal_into(ks.aead, data, codec, keyframe, trailer, out, self.jitsi)
+
+    def open(self, pidx: int, data: memoryview, codec: str, keyframe: bool) -> bytes:
+        p = self.participants.get(pidx)
+        if p is None:
+            raise UnknownKey(0)
+        if self.sframe:
+            assert p.receiver is not None
+            return p.receiver.unprotect(data)[2]
+        cryptor = p.cryptor
+        assert cryptor is not None
+        try:
+            return cryptor.decrypt(bytes(data), codec=codec, keyframe=keyframe)
+        finally:
+            for ev in cryptor.events():
+                if isinstance(ev, KeyRatcheted) and ev.on_decrypt:
+                    ks = cryptor.ring.get(ev.key_index)
+                    assert ks is not None
+                    self.events.append(["ratcheted", pidx, ev.key_index, ks.material,
+                                        ks.generation, ks.aes_key])
+                else:
+                    self.events.append([type(ev).__name__, pidx,
+                                        getattr(ev, "key_index", -1)])
+
+    def try_open(self, pidx: int, data: bytes, codec: str, keyframe: bool) -> bytes | None:
+        """Open without touching any state (no ratchet, no failure counts, no events):
+        the broker's inline fast path. None = hand the frame to a worker."""
+        p = self.participants.get(pidx)
+        if p is None or p.cryptor is None:
+            return None
+        cryptor = p.cryptor
+        opts = cryptor.options
+        if opts.strip_lkts and codec != "opus" and not opts.jitsi and data[-4:] == b"LKTS":
+            return None
+        if not data:
+            return b""
+        if opts.sif_trailer and data.endswith(opts.sif_trailer):
+            return None
+        if len(data) < lkframe.OVERHEAD:
+            return None
+        kid = data[-1]
+        tol = opts.failure_tolerance
+        if tol >= 0 and cryptor.ring.failures(kid) > 0:
+            return None  # let the worker keep its failure counts right
+        ks = cryptor.ring.get(kid)
+        if ks is None:
+            return None
+        try:
+            return lkframe.open_frame(ks.aead, data, codec=codec, keyframe=keyframe,
+                                      jitsi=self.jitsi)
+        except FramecryptError:
+            return None
+
+    def run(self, desc: bytes | memoryview, count: int, inp: memoryview,
+            out: memoryview | None,
+            tick: Callable[[], None] | None = None) -> tuple[bytearray, list[bytes]]:
+        """Process one batch. Outputs go into ``out`` at each descriptor's reserved
+        region when it fits, else into the returned overflow list (``ST_INLINE``:
+        ``out_off`` is then the offset into the concatenated overflow blob).
+        ``tick`` is called after every frame (the worker sends heartbeats from it
+        during long batches, e.g. PBKDF2 ratchets)."""
+        res = bytearray(wire.RES.size * count)
+        overflow: list[bytes] = []
+        over_len = 0
+        unpack = wire.REQ.unpack_from
+        pack = wire.RES.pack_into
+        codecs = wire.CODECS
+        scratch: memoryview | None = None
+        for i in range(count):
+            (op, codec_id, flags, pidx, ssrc, ts, counter, in_off, in_len, out_off,
+             out_cap) = unpack(desc, i * wire.REQ.size)
+            status = wire.ST_OK
+            n = 0
+            try:
+                if codec_id >= len(codecs) or in_off + in_len > len(inp):
+                    raise MalformedFrame("bad descriptor")
+                codec = codecs[codec_id]
+                data = inp[in_off : in_off + in_len]
+                kf = bool(flags & wire.FLAG_KEYFRAME)
+                if op == wire.OP_ENCRYPT:
+                    if out is not None and out_off + out_cap <= len(out):
+                        try:
+                            n = self.seal_into(pidx, data, codec, kf, ssrc, ts, counter,
+                                               out[out_off : out_off + out_cap])
+                        except ValueError as e:  # reserved region too small (H.26x growth)
+                            if isinstance(e, FramecryptError):
+                                raise
+                            out_off = -1
+                    else:
+                        out_off = -1
+                    if out_off < 0:
+                        need = in_len * 2 + 64
+                        if scratch is None or len(scratch) < need:
+                            scratch = memoryview(bytearray(max(need, 65536)))
+                        n = self.seal_into(pidx, data, codec, kf, ssrc, ts, counter, scratch)
+                        overflow.append(bytes(scratch[:n]))
+                        out_off, over_len = over_len, over_len + n
+                        status = wire.ST_INLINE
+                elif op == wire.OP_DECRYPT:
+                    pt = self.open(pidx, data, codec, kf)
+                    n = len(pt)
+                    if out is not None and n <= out_cap and out_off + n <= len(out):
+                        out[out_off : out_off + n] = pt
+                    else:
+                        overflow.append(pt)
+                        out_off, over_len = over_len, over_len + n
+                        status = wire.ST_INLINE
+                else:
+                    raise MalformedFrame("bad op")
+            except FramecryptError as e:
+                status = STATUS_OF.get(type(e), wire.ST_INTERNAL)
+                if status == wire.ST_INTERNAL:
+                    for cls, code in STATUS_OF.items():
+                        if isinstance(e, cls):
+                            status = code
+                            break
+                self.counts["errors"] += 1
+                n = 0
+                arg = getattr(e, "kid", getattr(e, "ctr", 0))
+                out_off = arg if isinstance(arg, int) and 0 <= arg <= U32 else 0
+            except Exception:  # a bug must not kill the worker: count it, carry on
+                status = wire.ST_INTERNAL
+                self.counts["internal_errors"] += 1
+                n = 0
+                out_off = 0
+            pack(res, i * wire.RES.size, status, out_off, n)
+            if tick is not None:
+                tick()
+        self.counts["frames"] += count
+        return res, overflow

@@ -1,0 +1,106 @@
+"""A crypto worker process: ``python -m framecrypt.workers.process --connect EP --slot N``.
+
+Zguide Paranoid Pirate style: the worker says READY, then answers the broker's
+messages in order (batches, key operations, pings); it sends a heartbeat (PONG)
+whenever it has been silent for an interval — also in the middle of a long batch —
+and exits when the broker has been silent for ``liveness`` intervals or its parent
+dies (``PR_SET_PDEATHSIG``), so a SIGKILLed broker leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import sys
+import time
+
+import zmq
+
+from framecrypt.broker import wire
+from framecrypt.workers.service import WorkerService
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run(endpoint: str, slot: int, identity: bytes, interval: float, liveness: int,
+        parent: int | None = None) -> int:
+    from framecrypt.tuning import tune_allocator
+
+    tune_allocator()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.connect(endpoint)
+    last_sent = time.monotonic()
+
+    def send(parts: list[bytes]) -> None:
+        nonlocal last_sent
+        sock.send_multipart(parts, copy=len(parts[-1]) < 65536)
+        last_sent = time.monotonic()
+
+    def heartbeat() -> None:
+        if time.monotonic() - last_sent >= interval:
+            send([wire.pack(wire.PONG, 0)])
+
+    service = WorkerService(slot, heartbeat)
+    send([wire.pack(wire.READY, os.getpid(), slot)])
+    last_heard = time.monotonic()
+    timeout_ms = max(1, int(interval * 1000))
+    try:
+        while not service.stopped:
+            if sock.poll(timeout_ms, zmq.POLLIN):
+                while True:
+                    try:
+                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    last_heard = time.monotonic()
+                    for reply in service.handle([p.buffer for p in parts]):
+                        send(reply)
+                    if service.stopped:
+                        break
+            now = time.monotonic()
+            if now - last_heard > interval * liveness:
+                return 3  # broker gone
+            if parent is not None and os.getppid() != parent:
+                return 4  # parent died
+            if now - last_sent >= interval:
+                send([wire.pack(wire.PONG, 0)])
+        return 0
+    finally:
+        service.close()
+        sock.close(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="framecrypt-worker")
+    p.add_argument("--connect", required=True)
+    p.add_argument("--slot", type=int, required=True)
+    p.add_argument("--identity", required=True)
+    p.add_argument("--interval", type=float, default=0.25)
+    p.add_argument("--liveness", type=int, default=4)
+    p.add_argument("--parent", type=int, default=None)
+    a = p.parse_args(argv)
+    if a.parent is not None:
+        _die_with_parent()
+        if os.getppid() != a.parent:
+            return 4
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the broker decides when we stop
+    return run(a.connect, a.slot, a.identity.encode(), a.interval, a.liveness, a.parent)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
