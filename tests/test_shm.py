@@ -33,7 +33,6 @@ from hypothesis.stateful import (
 )
 
 from framecrypt.errors import FramecryptError, InvalidParameter
-from framecrypt.transports import hygiene
 from framecrypt.transports.errors import (
     FrameTooLarge,
     InvalidName,
