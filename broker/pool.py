@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ _CTR_SUITES = frozenset((1, 2, 3, 6, 7, 8))
 _REPLY_SLACK = 64
 
 STARTING, READY, DEAD, STOPPED = "starting", "ready", "dead", "stopped"
+LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                     0.25, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +256,7 @@ class Pool:
             "protocol_errors": 0, "events_dropped": 0, "control_errors": 0,
         }
         self._errors_by_reason: dict[str, int] = {}
+        self._latency = [0] * (len(LATENCY_BUCKETS_S) + 1)
 
     def __repr__(self) -> str:
         return (f"Pool(workers={self._n}, transport={self.transport!r}, "
@@ -1113,6 +1117,8 @@ class Pool:
             self._schedule_flush()
 
     def _finish_item(self, it: _Item, result: bytes | None, err: BaseException | None) -> None:
+        assert self._loop is not None
+        self._latency[bisect_left(LATENCY_BUCKETS_S, self._loop.time() - it.t0)] += 1
         n = self._pending.get(it.pidx, 1) - 1
         if n:
             self._pending[it.pidx] = n
@@ -1236,5 +1242,8 @@ class Pool:
                 for sl in self._slots
             ],
             "transport": self.transport, "format": self.format, "placement": self.placement,
+            # pool-path latency (submit -> outcome), counts per upper bound in seconds
+            "latency_buckets_s": list(LATENCY_BUCKETS_S),
+            "latency_counts": list(self._latency),
         }
 

@@ -585,28 +585,41 @@ class RingModel(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------
 
-    def _alloc(self, n: int) -> None:
+    def _alloc(self, n: int) -> bool:
         want = self.expected(n)
         got = self.ring.alloc(n)
         assert got == want, (n, got, want, list(self.live))
         if got is None:
-            return
+            return False
         self.counter = self.counter % 250 + 1
         self.mem[got : got + n] = bytes([self.counter]) * n
         need = -(-n // self.align) * self.align
         self.live.append((got, n, need, self.counter))
+        return True
 
     @rule(data=st.data())
     def alloc(self, data: st.DataObject) -> None:
+        small = st.integers(0, max(1, self.cap // 3))
         n = data.draw(
             st.one_of(
+                small,
+                small,
                 st.integers(0, self.cap),
-                st.integers(0, max(1, self.cap // 4)),
                 st.just(self.ring.max_alloc),
                 st.sampled_from([0, 1, self.align, self.cap]),
             )
         )
         self._alloc(n)
+
+    @rule(data=st.data())
+    def stream(self, data: st.DataObject) -> None:
+        """The broker's steady state: allocate, and release the oldest when full, so
+        allocations go round the ring and wrap many times."""
+        sizes = data.draw(st.lists(st.integers(0, max(1, self.cap // 2)), max_size=40))
+        for n in sizes:
+            while not self._alloc(n):
+                self.ring.release_oldest()
+                self._check_and_drop_oldest()
 
     @rule(extra=st.integers(1, 1000))
     def alloc_too_large(self, extra: int) -> None:
@@ -614,16 +627,6 @@ class RingModel(RuleBasedStateMachine):
         with pytest.raises(FrameTooLarge):
             self.ring.alloc(self.cap + extra)
         assert (self.ring.used, self.ring.outstanding) == before
-
-    @rule()
-    def max_alloc_is_tight(self) -> None:
-        m = self.ring.max_alloc
-        assert m % self.align == 0
-        if m < self.cap:
-            before = (self.ring.used, self.ring.outstanding)
-            assert self.ring.alloc(m + 1) is None
-            assert (self.ring.used, self.ring.outstanding) == before
-        self._alloc(m)  # and m itself fits
 
     def _check_and_drop_oldest(self) -> None:
         off, n, _, fill = self.live.popleft()
@@ -684,6 +687,14 @@ class RingModel(RuleBasedStateMachine):
             assert 0 <= off and off + need <= self.cap
         for (o1, n1), (o2, _) in itertools.pairwise(busy):
             assert o1 + n1 <= o2, "live regions overlap"
+
+    @invariant()
+    def max_alloc_is_tight(self) -> None:
+        m = self.ring.max_alloc
+        assert m % self.align == 0
+        assert self.expected(m) is not None
+        if m < self.cap:
+            assert self.expected(m + 1) is None
 
 
 TestRingModel = RingModel.TestCase

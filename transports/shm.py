@@ -65,6 +65,7 @@ last slice is released. ``close`` never raises :class:`BufferError`.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import re
@@ -108,6 +109,21 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _lock_shared(fd: int, path: str) -> None:
+    """Take a shared ``flock`` on the segment for as long as it is mapped here.
+
+    The lock lives on the open file description, which the mmap's duplicate of
+    ``fd`` shares, so it is held until the mapping is gone (also when the process
+    dies). :func:`framecrypt.transports.hygiene.sweep_stale` removes a segment
+    only if it can take the exclusive lock: never one that is still mapped, even by
+    a process it cannot see (another pid namespace) or by an orphaned worker.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        raise SegmentError(f"segment {path!r} is being removed") from e
 
 
 def _reserve(fd: int, size: int, path: str) -> None:
@@ -170,11 +186,12 @@ class Segment:
         ok = False
         try:
             os.fchmod(fd, MODE)  # the umask may have cleared bits of MODE
+            _lock_shared(fd, path)
             os.ftruncate(fd, size)
             if reserve:
                 _reserve(fd, size, path)
             st = os.fstat(fd)
-            mm = mmap.mmap(fd, size)  # mmap keeps its own duplicate of fd
+            mm = mmap.mmap(fd, size)  # keeps a dup of fd, and with it the lock
             ok = True
         except OSError as e:
             raise SegmentError(f"cannot size or map segment {path!r}: {e.strerror}") from e
@@ -217,8 +234,9 @@ class Segment:
                 raise SegmentError(f"segment {path!r} is empty")
             if size is not None and st.st_size != size:
                 raise SegmentError(f"segment {path!r} has {st.st_size} bytes, expected {size}")
+            _lock_shared(fd, path)
             try:
-                mm = mmap.mmap(fd, st.st_size)
+                mm = mmap.mmap(fd, st.st_size)  # keeps a dup of fd, and with it the lock
             except OSError as e:
                 raise SegmentError(f"cannot map segment {path!r}: {e.strerror}") from e
         finally:
