@@ -225,7 +225,8 @@ class Pool:
         self._owner: dict[int, _Slot] = {}
         self._directory: dict[int, dict[str, Any]] = {}
         self._counters: dict[tuple[int, int], int] = {}
-        self._pending: dict[int, int] = {}  # pidx -> frames outstanding in the pool path
+        # (pidx, ssrc) -> frames of that stream queued or in flight at a worker
+        self._pending: dict[tuple[int, int], int] = {}
         self._controls_pending: dict[int, int] = {}
         self._frames_out = 0
         self._bytes_out = 0
@@ -253,7 +254,7 @@ class Pool:
             "frames_inline": 0, "frames_pool": 0, "bytes_in": 0, "bytes_out": 0,
             "batches_sent": 0, "overloaded": 0, "expired": 0, "worker_lost": 0,
             "redispatched": 0, "worker_deaths": 0, "worker_spawns": 0,
-            "protocol_errors": 0, "events_dropped": 0, "control_errors": 0,
+            "protocol_errors": 0, "events_dropped": 0, "control_errors": 0, "ring_full": 0,
         }
         self._errors_by_reason: dict[str, int] = {}
         self._latency = [0] * (len(LATENCY_BUCKETS_S) + 1)
@@ -354,9 +355,10 @@ class Pool:
         d = self.settings.shm.dir
         names = [hygiene.segment_name(self._tag, sl.index * 1000 + sl.epoch % 1000, k)
                  for k in (hygiene.REQUEST, hygiene.REPLY)]
-        sl.req_seg = Segment.create(names[0], size, dir=d, reserve=False)
+        # reserved in full: a too-small /dev/shm fails here, not with SIGBUS in a worker
+        sl.req_seg = Segment.create(names[0], size, dir=d)
         self._registry.add(sl.req_seg.path)
-        sl.rep_seg = Segment.create(names[1], size, dir=d, reserve=False)
+        sl.rep_seg = Segment.create(names[1], size, dir=d)
         self._registry.add(sl.rep_seg.path)
         sl.req_ring = RingAllocator(size)
         sl.rep_ring = RingAllocator(size)
@@ -742,7 +744,10 @@ class Pool:
     def _admit(self, participant: str, frames: Sequence[Frame], op: int, group: _Group, *,
                offset: int = 0) -> None:
         """Assign counters, place each frame inline or in its worker's queue. The
-        caller holds the frames' credit; each frame returns it with its outcome."""
+        caller holds the frames' credit; each frame returns it with its outcome.
+
+        Order is per stream (participant, ssrc): once a frame of a stream is queued for
+        a worker, later frames of that stream in flight follow it there."""
         assert self._loop is not None
         nbytes_total = 0
         pidx = self._pidx(participant)
@@ -753,7 +758,11 @@ class Pool:
         inline_ok = self._inline_allowed(pidx)
         queued = 0
         counters = self._counters
-        sframe = self.format == "sframe"
+        pending = self._pending
+        blocked: set[int] = set()
+        kid = self._send_kid(pidx) if self.format == "sframe" else -1
+        queue = sl.queue
+        t_inline = time.perf_counter() if inline_ok else 0.0
         for i, frame in enumerate(frames):
             idx = offset + i
             data = frame.data
@@ -767,23 +776,27 @@ class Pool:
                 self._deliver_now(group, idx, MalformedFrame("frame larger than max_frame_bytes"),
                                   size)
                 continue
+            ssrc = frame.ssrc
             counter = 0
             if op == ENCRYPT:
-                key = (pidx, self._send_kid(pidx) if sframe else frame.ssrc)
+                key = (pidx, kid if kid >= 0 else ssrc)
                 counter = counters.get(key, 0)
                 counters[key] = counter + 1
-            if inline_ok and queued == 0 and self._try_inline(pidx, frame, op, counter, group,
-                                                              idx, size):
+            stream = (pidx, ssrc)
+            if inline_ok and ssrc not in blocked and stream not in pending and \
+                    self._try_inline(pidx, frame, op, counter, group, idx, size):
                 continue
-            inline_ok = False
-            item = _Item(op, pidx, data, codec_id, wire.FLAG_KEYFRAME if frame.keyframe else 0,
-                         frame.ssrc, frame.timestamp, counter, group, idx, now)
-            sl.queue.append(item)
+            blocked.add(ssrc)
+            queue.append(_Item(op, pidx, data, codec_id,
+                               wire.FLAG_KEYFRAME if frame.keyframe else 0, ssrc,
+                               frame.timestamp, counter, group, idx, now))
+            pending[stream] = pending.get(stream, 0) + 1
             queued += 1
+        if inline_ok:
+            self._inline_spent += time.perf_counter() - t_inline
         self.counters["frames_submitted"] += len(frames)
         self.counters["bytes_in"] += nbytes_total
         if queued:
-            self._pending[pidx] = self._pending.get(pidx, 0) + queued
             self.counters["frames_pool"] += queued
             self._schedule_flush()
 
@@ -792,34 +805,34 @@ class Pool:
         return int(d["current"]) if d else 0
 
     def _inline_allowed(self, pidx: int) -> bool:
-        if self.placement == "pool" or self._pending.get(pidx) or \
-                self._controls_pending.get(pidx):
+        if self.placement == "pool" or self._controls_pending.get(pidx):
             return False
         if self.format == "sframe" and self.settings.sframe.suite in _CTR_SUITES:
             return self.placement == "inline"
-        return True
-
-    def _try_inline(self, pidx: int, frame: Frame, op: int, counter: int, group: _Group,
-                    idx: int, size: int) -> bool:
-        """Seal/open in this process when cheap and allowed; False = use the pool."""
         if self.placement == "auto":
-            if size > self.settings.placement.inline_max_bytes or frame.codec in _HEAVY_CODECS:
-                return False
+            # keep inline work within its share of the loop's time, unless the workers
+            # are busy anyway (then inline is still the cheapest place)
             assert self._loop is not None
             now = self._loop.time()
             if now - self._inline_window_start > 0.1:
                 self._inline_window_start = now
                 self._inline_spent = 0.0
             elif self._inline_spent > 0.1 * self.settings.placement.inline_budget:
-                return False
-        t = time.perf_counter()
+                busy = sum(sl.frames for sl in self._slots)
+                return busy >= self.settings.batch.max_frames * len(self._slots)
+        return True
+
+    def _try_inline(self, pidx: int, frame: Frame, op: int, counter: int, group: _Group,
+                    idx: int, size: int) -> bool:
+        """Seal/open in this process when cheap and allowed; False = use the pool."""
+        if self.placement == "auto" and (
+                size > self.settings.placement.inline_max_bytes or frame.codec in _HEAVY_CODECS):
+            return False
         try:
             if op == ENCRYPT:
-                out = memoryview(bytearray(size + _REPLY_SLACK + size // 64))
-                n = self._local.seal_into(pidx, memoryview(frame.data), frame.codec,
-                                          frame.keyframe, frame.ssrc, frame.timestamp,
-                                          counter, out)
-                result: bytes | None = bytes(out[:n])
+                result: bytes | None = self._local.seal(
+                    pidx, frame.data, frame.codec, frame.keyframe, frame.ssrc, frame.timestamp,
+                    counter)
             else:
                 result = self._local.try_open(pidx, frame.data, frame.codec, frame.keyframe)
                 if result is None:
@@ -827,11 +840,9 @@ class Pool:
         except FramecryptError as e:
             if op == DECRYPT:
                 return False  # let the worker decide (ratchet, failure counts, events)
-            self._inline_spent += time.perf_counter() - t
             self.counters["frames_inline"] += 1
             self._deliver_now(group, idx, e, size)
             return True
-        self._inline_spent += time.perf_counter() - t
         self.counters["frames_inline"] += 1
         self._deliver_now(group, idx, result, size)
         return True
@@ -928,10 +939,12 @@ class Pool:
             assert sl.req_seg is not None
             roff = sl.req_ring.alloc(max(total, 1))
             if roff is None:
+                self.counters["ring_full"] += 1
                 return False
             ooff = sl.rep_ring.alloc(max(out_total, 1))
             if ooff is None:
-                sl.req_ring.release(roff, max(total, 1))
+                sl.req_ring.cancel(roff, max(total, 1))
+                self.counters["ring_full"] += 1
                 return False
             req_span, rep_span = (roff, max(total, 1)), (ooff, max(out_total, 1))
             view = sl.req_seg.view
@@ -1089,7 +1102,8 @@ class Pool:
                 sl.inflight[0].batch_id != batch_id:
             raise ProtocolError("RESULT out of order")
         batch = sl.inflight[0]
-        if count != len(batch.items) or len(parts) < 2:
+        items = batch.items
+        if count != len(items) or len(parts) < 2:
             raise ProtocolError("RESULT count mismatch")
         res = parts[1]
         wire.check_blob(res, wire.RES, count)
@@ -1097,33 +1111,60 @@ class Pool:
         overflow = parts[2] if len(parts) > 2 else b""
         rep = sl.rep_seg.view if sl.rep_seg is not None and batch.rep_span else None
         unpack = wire.RES.unpack_from
-        total = 0
-        for i, it in enumerate(batch.items):
+        pending = self._pending
+        total = ok = nbytes_out = 0
+        for i, it in enumerate(items):
             status, off, n = unpack(res, i * 12)
             total += len(it.data)
-            if status == wire.ST_OK and rep is not None:
-                self._finish_item(it, bytes(rep[off : off + n]), None)
-            elif status == wire.ST_OK or status == wire.ST_INLINE:
-                self._finish_item(it, bytes(overflow[off : off + n]), None)
+            stream = (it.pidx, it.ssrc)
+            left = pending[stream] - 1
+            if left:
+                pending[stream] = left
             else:
-                self._finish_item(it, None, _status_error(status, off))
+                del pending[stream]
+            if status == wire.ST_OK and rep is not None:
+                val = bytes(rep[off : off + n])
+            elif status == wire.ST_OK or status == wire.ST_INLINE:
+                val = bytes(overflow[off : off + n])
+            else:
+                self._deliver(it.group, it.index, None, _status_error(status, off))
+                continue
+            g = it.group
+            if g.callback is None:  # the common case, inlined
+                g.results[it.index] = val
+                ok += 1
+                nbytes_out += n
+                g.remaining -= 1
+                if g.remaining == 0 and g.future is not None and not g.future.done():
+                    g.future.set_result(g.results)
+            else:
+                self._deliver(g, it.index, val, None)
+        self.counters["frames_ok"] += ok
+        self.counters["bytes_out"] += nbytes_out
+        assert self._loop is not None
+        # latency per batch: its oldest frame (submission -> result)
+        self._latency[bisect_left(LATENCY_BUCKETS_S, self._loop.time() - items[0].t0)] += count
         sl.frames -= count
         sl.bytes -= total
         if batch.req_span is not None and sl.req_ring is not None and sl.rep_ring is not None:
             sl.req_ring.release(*batch.req_span)
             assert batch.rep_span is not None
             sl.rep_ring.release(*batch.rep_span)
+        self._release(count, total)
         if sl.queue:
             self._schedule_flush()
 
     def _finish_item(self, it: _Item, result: bytes | None, err: BaseException | None) -> None:
+        """The outcome of one frame that left the normal result path (expired, lost,
+        closed): bookkeeping, delivery, credit."""
         assert self._loop is not None
         self._latency[bisect_left(LATENCY_BUCKETS_S, self._loop.time() - it.t0)] += 1
-        n = self._pending.get(it.pidx, 1) - 1
+        stream = (it.pidx, it.ssrc)
+        n = self._pending.get(stream, 1) - 1
         if n:
-            self._pending[it.pidx] = n
+            self._pending[stream] = n
         else:
-            self._pending.pop(it.pidx, None)
+            self._pending.pop(stream, None)
         self._deliver(it.group, it.index, result, err)
         self._release(1, len(it.data))
 

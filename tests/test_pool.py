@@ -307,3 +307,22 @@ def test_rendezvous_moves_only_the_lost_slots_participants() -> None:
     moved = {p for p in people if before[p] != after[p]}
     assert moved == {p for p in people if before[p] == "w3"}
     assert 80 < len(moved) < 170  # about a quarter
+
+
+def test_small_rings_apply_backpressure_and_lose_nothing() -> None:
+    """Rings much smaller than the work: dispatch waits for ring space (both request and
+    reply rings), every frame still gets its result, in order."""
+
+    async def main() -> None:
+        async with Pool(workers=2, transport="shm", placement="pool", ring_bytes=256 << 10,
+                        batch__max_bytes=64 << 10, max_frame_bytes=128 << 10,
+                        worker_bytes_in_flight=4 << 20) as pool:
+            await pool.set_key("big", key_for("big"))
+            fs = frames(400, seed=4, ssrc=1, sizes=(20_000, 120_000))
+            sealed = await pool.encrypt_many("big", fs)
+            for f, s in zip(fs, sealed, strict=True):
+                assert open_sealed("big", s, f) == f.data
+            opened = await pool.decrypt_many("big", [Frame(s, "vp8") for s in sealed])
+            assert opened == [f.data for f in fs]
+            assert pool.stats()["ring_full"] > 0  # the backpressure path was taken
+    run(main)

@@ -26,16 +26,21 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def _alive(pid: int) -> bool:
+    """True while any thread of ``pid`` still runs. A killed multi-threaded process
+    (ZeroMQ has an I/O thread) shows its leader as a zombie while other threads are
+    still exiting, and its files (and flocks) are released only after the last one."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for us
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+        tasks = os.listdir(f"/proc/{pid}/task")
     except FileNotFoundError:
         return False
-    return True
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] not in ("Z", "X"):
+                    return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def test_kill9_with_10k_frames_in_flight_every_frame_one_outcome_no_iv_reuse() -> None:
@@ -288,9 +293,7 @@ def test_sigkilled_broker_leaves_no_orphans_and_next_start_sweeps() -> None:
 
         async def restart() -> None:
             async with Pool(workers=1, transport="shm") as pool:
-                assert sorted(os.path.basename(p) for p in pool.swept) == \
-                    sorted(os.path.basename(p) for p in tagged_files(tag, "/dev/shm", rdir)) \
-                    or tagged_files(tag, "/dev/shm", rdir) == []
+                assert len([p for p in pool.swept if tag in p]) == 5
         run(restart)
         assert tagged_files(tag, "/dev/shm", rdir) == []
     finally:

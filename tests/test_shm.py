@@ -18,7 +18,7 @@ import stat
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -494,6 +494,55 @@ def test_ring_release_order_is_enforced() -> None:
     r.release(128, 100)
 
 
+def test_ring_cancel_undoes_the_newest() -> None:
+    r = RingAllocator(1024, align=64)
+    with pytest.raises(ReleaseOrderError, match="nothing"):
+        r.cancel(0, 1)
+    a = r.alloc(100)
+    b = r.alloc(100)
+    assert (a, b) == (0, 128)
+    with pytest.raises(ReleaseOrderError, match="not the newest"):
+        r.cancel(0, 100)
+    with pytest.raises(ReleaseOrderError):
+        r.cancel(128, 99)
+    r.cancel(128, 100)
+    assert (r.used, r.outstanding) == (128, 1)
+    assert r.alloc(500) == 128  # the same place again
+    r.cancel(128, 500)
+    r.cancel(0, 100)
+    assert (r.used, r.outstanding, r.max_alloc) == (0, 0, 1024)
+
+
+def test_ring_cancel_a_wrap_gives_the_skipped_tail_back() -> None:
+    r = RingAllocator(1024, align=64)
+    r.alloc(512)  # [0, 512)
+    r.alloc(384)  # [512, 896)
+    r.release(0, 512)
+    before = (r.used, r.max_alloc)
+    assert r.alloc(200) == 0  # wraps, skipping [896, 1024)
+    assert r.used == 384 + 128 + 256
+    r.cancel(0, 200)
+    assert (r.used, r.max_alloc) == before
+    assert r.alloc(100) == 896  # the tail is usable again
+    r.cancel(896, 100)
+    # cancel after the allocation that carried the skipped tail is gone
+    assert r.alloc(200) == 0
+    r.release(512, 384)  # frees [512, 1024) including the skipped tail
+    assert r.used == 256
+    r.cancel(0, 200)
+    assert (r.used, r.outstanding, r.max_alloc) == (0, 0, 1024)
+
+
+def test_ring_cancel_zero_size_and_full() -> None:
+    r = RingAllocator(256, align=64)
+    r.alloc(256)
+    assert r.alloc(0) == 0
+    r.cancel(0, 0)
+    assert (r.used, r.outstanding) == (256, 1)
+    r.cancel(0, 256)
+    assert r.alloc(256) == 0
+
+
 def test_ring_reset() -> None:
     r = RingAllocator(256, align=64)
     r.alloc(100)
@@ -644,6 +693,26 @@ class RingModel(RuleBasedStateMachine):
     def release_oldest(self) -> None:
         assert self.ring.release_oldest() == self.live[0][:2]
         self._check_and_drop_oldest()
+
+    @precondition(lambda self: self.live)
+    @rule()
+    def cancel_newest(self) -> None:
+        off, n, _, fill = self.live[-1]
+        self.ring.cancel(off, n)
+        self.live.pop()
+        assert self.mem[off : off + n] == bytes([fill]) * n, "region was overwritten"
+
+    @precondition(lambda self: len(self.live) >= 2)
+    @rule(data=st.data())
+    def cancel_not_newest(self, data: st.DataObject) -> None:
+        i = data.draw(st.integers(0, len(self.live) - 2))
+        off, n, _, _ = self.live[i]
+        if (off, n) == self.live[-1][:2]:
+            return  # two zero-size spans at one offset are interchangeable
+        before = (self.ring.used, self.ring.outstanding, self.ring.max_alloc)
+        with pytest.raises(ReleaseOrderError):
+            self.ring.cancel(off, n)
+        assert (self.ring.used, self.ring.outstanding, self.ring.max_alloc) == before
 
     @precondition(lambda self: len(self.live) >= 2)
     @rule(data=st.data())
@@ -873,8 +942,11 @@ sys.stdin.read()  # until killed
 """
 
 
-def _start_and_kill_broker(shm_dir: Path, run_dir: Path) -> str:
-    """Run a 'broker' that creates segments and an ipc socket, then SIGKILL it."""
+def _start_and_kill_broker(
+    shm_dir: Path, run_dir: Path, while_alive: Callable[[str], None] | None = None
+) -> str:
+    """Run a 'broker' that creates segments and an ipc socket, call ``while_alive(tag)``,
+    then SIGKILL it."""
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD_LEAVE_FILES, str(shm_dir), str(run_dir)],
         stdin=subprocess.PIPE,
@@ -888,6 +960,8 @@ def _start_and_kill_broker(shm_dir: Path, run_dir: Path) -> str:
         assert ready, "child did not start"
         tag = proc.stdout.readline().strip()
         assert tag, proc.stderr.read() if proc.stderr else ""
+        if while_alive is not None:
+            while_alive(tag)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=SUBPROCESS_TIMEOUT)  # reaped: a zombie would count as alive
@@ -942,6 +1016,60 @@ def test_sweep_removes_a_killed_brokers_files_only(tmp_path: Path) -> None:
         live_sock.close()
         live_seg.close()
         live_seg.unlink()
+
+
+@pytest.mark.timeout(SUBPROCESS_TIMEOUT * 2)
+def test_sweep_keeps_segments_an_orphaned_worker_still_maps(tmp_path: Path) -> None:
+    shm_dir, run_dir = tmp_path / "shm", tmp_path / "run"
+    shm_dir.mkdir()
+    run_dir.mkdir(mode=0o700)
+    workers: list[Segment] = []
+
+    def attach_like_a_worker(tag: str) -> None:
+        for d in ("req", "rep"):
+            workers.append(Segment.attach(segment_name(tag, 0, d), dir=str(shm_dir)))
+
+    dead_tag = _start_and_kill_broker(shm_dir, run_dir, attach_like_a_worker)
+    req, rep = workers
+    removed = sweep_stale(str(shm_dir), str(run_dir))
+    assert sorted(os.path.basename(p) for p in removed) == [
+        f"{dead_tag}-ctl.ipc",
+        f"{dead_tag}-w1-rep",
+        f"{dead_tag}-w1-req",
+    ]
+    assert os.path.exists(req.path) and os.path.exists(rep.path)  # still mapped here
+    req.close()
+    assert sweep_stale(str(shm_dir), str(run_dir)) == [req.path]
+    kept = rep.view[0:8]  # a view that outlives close(): still mapped, still locked
+    with pytest.warns(ResourceWarning):
+        rep.close()
+    assert sweep_stale(str(shm_dir), str(run_dir)) == []
+    kept.release()
+    assert sweep_stale(str(shm_dir), str(run_dir)) == [rep.path]
+    assert list(shm_dir.iterdir()) == [] and list(run_dir.iterdir()) == []
+
+
+def test_attach_fails_while_a_sweep_holds_the_segment(tmp_path: Path) -> None:
+    import fcntl
+
+    with Segment.create("s", 4096, dir=str(tmp_path)) as seg:
+        fd = os.open(seg.path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):  # mapped: the sweep cannot lock it
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    path = tmp_path / "t"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, 4096)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as sweep_stale does
+        with pytest.raises(SegmentError, match="being removed"):
+            Segment.attach("t", dir=str(tmp_path))
+    finally:
+        os.close(fd)
+    with Segment.attach("t", dir=str(tmp_path)):
+        pass
 
 
 def test_sweep_leaves_other_users_files_simulated(

@@ -4,7 +4,11 @@ Every file a pool creates is named after its *pool tag* ``fc-<pid>-<nonce>``: th
 broker's pid and a random nonce (:func:`new_pool_tag`). The pid in the name is what
 makes crash cleanup possible: :func:`sweep_stale`, called when a pool starts,
 removes the framecrypt files of brokers that are no longer alive (SIGKILL, OOM
-kill, power cut of a container) and that belong to us.
+kill) and that belong to us. A segment is removed only if, in addition, nobody
+has it mapped: every :class:`~framecrypt.transports.shm.Segment` holds a shared
+``flock`` while mapped, and the sweep needs the exclusive one. That keeps the
+segments of a live broker in another pid namespace sharing ``/dev/shm`` (two
+containers of one pod), and those an orphaned worker still maps.
 
 - segments: ``segment_name(tag, worker, "req" | "rep")`` in ``/dev/shm``;
 - ipc endpoints: ``socket_path(runtime_dir(), tag, purpose)``, inside a private
@@ -16,12 +20,14 @@ crash leaves behind is swept by the next pool.
 
 Limits: a stale file whose pid has been reused by a live process stays until that
 process exits (we never remove what might be alive); a zombie counts as alive until
-its parent reaps it.
+its parent reaps it. Socket files have no lock: two brokers in different pid
+namespaces must not share a runtime directory.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import secrets
@@ -181,8 +187,9 @@ def sweep_stale(shm_dir: str, runtime_dir: str) -> list[str]:
 
     Only names that parse as ``fc-<pid>-<nonce>...`` are considered, and of those only
     regular files and sockets (symlinks and directories are left alone) owned by our
-    effective uid whose pid no longer exists. A missing directory is skipped; files
-    that cannot be removed are left. Never raises for a single file.
+    effective uid whose pid no longer exists; a regular file also only if no process
+    holds its ``flock`` (no one has the segment mapped). A missing directory is
+    skipped; files that cannot be removed are left. Never raises for a single file.
     """
     uid = os.geteuid()
     removed: list[str] = []
@@ -205,23 +212,59 @@ def _sweep_dir(directory: str, uid: int) -> list[str]:
                 continue
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            except FileNotFoundError:
+            except OSError:
                 continue
-            if st.st_uid != uid or not (stat.S_ISREG(st.st_mode) or stat.S_ISSOCK(st.st_mode)):
+            if st.st_uid != uid:
                 continue
             pid = parsed[0]
             if pid not in alive:
                 alive[pid] = pid_alive(pid)
             if alive[pid]:
                 continue
-            try:
-                os.unlink(name, dir_fd=dfd)
-            except OSError:
+            if stat.S_ISSOCK(st.st_mode):
+                gone = _unlink(name, dfd)
+            elif stat.S_ISREG(st.st_mode):
+                gone = _unlink_unless_mapped(name, dfd, uid)
+            else:
                 continue
-            removed.append(os.path.join(directory, name))
+            if gone:
+                removed.append(os.path.join(directory, name))
     finally:
         os.close(dfd)
     return removed
+
+
+def _unlink(name: str, dfd: int) -> bool:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except OSError:
+        return False
+    return True
+
+
+def _unlink_unless_mapped(name: str, dfd: int, uid: int) -> bool:
+    """Unlink a regular file while holding its exclusive flock (so no one maps it)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dfd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != uid:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError: someone still has it mapped
+            return False
+        cur = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if (cur.st_dev, cur.st_ino) != (st.st_dev, st.st_ino):
+            return False  # replaced since we opened it
+        return _unlink(name, dfd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class Registry:

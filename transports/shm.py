@@ -23,9 +23,10 @@ allocates, it only follows the offsets in the descriptors it receives.
   size of every frame is known up front: input ± the format's fixed overhead), and
   puts the reply offsets in the descriptors. The worker seals or opens straight
   into ``rep_seg.region(roff, rlen)`` (``encrypt_into``/``decrypt_into``) and
-  answers with the lengths written. If the reply reservation fails the broker
-  releases the request span it just took (it is the newest, so see below) or
-  keeps the batch until space frees up.
+  answers with the lengths written. To take both spans or neither, check
+  ``req.max_alloc >= total and rep.max_alloc >= total_out`` first (``max_alloc``
+  is exact, so both ``alloc`` calls then succeed); there is no undo of an
+  allocation, only FIFO release.
 - **Release**. When the broker has consumed a batch's results (copied them out, or
   the application is done with the views it was handed), it releases both spans:
   ``req.release(off, total)`` and ``rep.release(roff, total_out)``. Releases are
@@ -42,7 +43,9 @@ allocates, it only follows the offsets in the descriptors it receives.
   nothing in them is needed.
 - **Shutdown**. The broker closes and unlinks its segments (``with`` does both for
   the creator); the worker only closes. After a crash,
-  :func:`framecrypt.transports.hygiene.sweep_stale` removes what is left.
+  :func:`framecrypt.transports.hygiene.sweep_stale` removes what is left: every
+  mapping holds a shared ``flock`` on its segment, so the sweep never removes a
+  segment that some process (an orphaned worker, say) still maps.
 
 Memory is bounded by construction: the rings never grow, and ``alloc`` returns
 ``None`` instead of queueing. The allocator is pure bookkeeping, O(1) per call,
@@ -334,6 +337,24 @@ class Segment:
         return f"Segment({self.name!r}, size={self.size}, {state})"
 
 
+class _Span:
+    """One allocation of a :class:`RingAllocator`."""
+
+    __slots__ = ("cost", "n", "offset", "prev_head", "prev_last", "skipped")
+
+    def __init__(
+        self, offset: int, n: int, cost: int, skipped: int, prev_head: int, prev_last: _Span | None
+    ) -> None:
+        self.offset = offset
+        self.n = n
+        # bytes freed when released: n rounded up to align, plus a skipped tail that
+        # follows it (added when a later allocation wraps); -1 once released
+        self.cost = cost
+        self.skipped = skipped  # the tail this allocation skipped (charged to prev_last)
+        self.prev_head = prev_head  # for cancel()
+        self.prev_last = prev_last
+
+
 class RingAllocator:
     """FIFO allocator of byte ranges in a ring of ``capacity`` bytes (broker side).
 
@@ -343,9 +364,9 @@ class RingAllocator:
     counts as used until the allocations before the wrap are released), else
     ``None`` (full: backpressure). A request larger than the ring raises
     :class:`FrameTooLarge`. Allocations are released oldest first, with
-    ``release(offset, n)`` (checked) or ``release_oldest()``. When nothing is in
-    use the next allocation starts at 0 again, so an empty ring always has its
-    whole capacity in one piece.
+    ``release(offset, n)`` (checked) or ``release_oldest()``; ``cancel(offset, n)``
+    undoes the newest one. When nothing is in use the next allocation starts at 0
+    again, so an empty ring always has its whole capacity in one piece.
 
     ``used`` counts alignment padding and skipped tails, so ``used + free ==
     capacity`` and ``used`` returns to 0 when everything is released. ``alloc(0)``
@@ -369,10 +390,9 @@ class RingAllocator:
         self._mask = align - 1
         self._head = 0  # where the next allocation would start
         self._used = 0  # bytes from the oldest live allocation to head, gaps included
-        # live allocations, oldest first: [offset, n, bytes they free when released]
-        # (n rounded up to align, plus a skipped tail that follows it, if any)
-        self._spans: deque[list[int]] = deque()
-        self._last: list[int] | None = None  # the newest span with bytes
+        # live allocations, oldest first
+        self._spans: deque[_Span] = deque()
+        self._last: _Span | None = None  # the newest live span with bytes
 
     def alloc(self, n: int) -> int | None:
         """Offset of ``n`` contiguous bytes, or ``None`` if they do not fit now.
@@ -387,10 +407,11 @@ class RingAllocator:
             raise InvalidParameter(f"cannot allocate {n} bytes")
         need = (n + self._mask) & ~self._mask
         used = self._used
+        head = self._head
+        skipped = 0
         if used == 0:  # empty: start over at 0, the whole ring is free in one piece
             off = 0
         else:
-            head = self._head
             tail = (head - used) % cap
             if head > tail:  # live is [tail, head); free is [head, cap) and [0, tail)
                 if cap - head >= need:
@@ -401,8 +422,9 @@ class RingAllocator:
                     # soon as everything before this allocation is released
                     last = self._last
                     assert last is not None  # used > 0
-                    last[2] += cap - head
-                    used += cap - head
+                    skipped = cap - head
+                    last.cost += skipped
+                    used += skipped
                     off = 0
                 else:
                     return None
@@ -410,13 +432,11 @@ class RingAllocator:
                 off = head
             else:
                 return None
-        span = [off, n, need]
+        span = _Span(off, n, need, skipped, head, self._last)
         self._spans.append(span)
         if need:
             self._last = span
             self._head = (off + need) % cap
-        elif used == 0:
-            self._head = 0
         self._used = used + need
         return off
 
@@ -427,9 +447,9 @@ class RingAllocator:
         if not spans:
             raise ReleaseOrderError(f"release({offset}, {n}) with nothing allocated")
         span = spans[0]
-        if span[0] != offset or span[1] != n:
+        if span.offset != offset or span.n != n:
             raise ReleaseOrderError(
-                f"release({offset}, {n}) is not the oldest allocation ({span[0]}, {span[1]})"
+                f"release({offset}, {n}) is not the oldest allocation ({span.offset}, {span.n})"
             )
         self._pop()
 
@@ -439,21 +459,50 @@ class RingAllocator:
         if not self._spans:
             raise ReleaseOrderError("release_oldest() with nothing allocated")
         span = self._pop()
-        return span[0], span[1]
+        return span.offset, span.n
 
-    def _pop(self) -> list[int]:
+    def _pop(self) -> _Span:
         span = self._spans.popleft()
-        self._used -= span[2]
+        self._used -= span.cost
+        span.cost = -1  # released (see cancel)
+        span.prev_last = None  # no chain of released spans
         if span is self._last:  # it was the newest with bytes: nothing with bytes is left
             self._last = None
         return span
+
+    def cancel(self, offset: int, n: int) -> None:
+        """Undo the *newest* allocation, which must be ``(offset, n)``: the ring is as
+        if it had never been made (e.g. the reply ring had no room for the batch whose
+        request span was just taken, or the batch could not be sent). Anything else
+        raises :class:`ReleaseOrderError` and changes nothing."""
+        spans = self._spans
+        if not spans:
+            raise ReleaseOrderError(f"cancel({offset}, {n}) with nothing allocated")
+        span = spans[-1]
+        if span.offset != offset or span.n != n:
+            raise ReleaseOrderError(
+                f"cancel({offset}, {n}) is not the newest allocation ({span.offset}, {span.n})"
+            )
+        spans.pop()
+        self._used -= span.cost
+        prev = span.prev_last
+        if prev is not None and prev.cost < 0:
+            prev = None  # released since: it took the skipped tail with it
+        if span.skipped and prev is not None:
+            prev.cost -= span.skipped
+            self._used -= span.skipped
+        if span is self._last:
+            self._last = prev
+        self._head = span.prev_head
+        span.cost = -1
+        span.prev_last = None
 
     def oldest(self) -> tuple[int, int] | None:
         """``(offset, n)`` of the allocation the next release must name, or ``None``."""
         if not self._spans:
             return None
         span = self._spans[0]
-        return span[0], span[1]
+        return span.offset, span.n
 
     def reset(self) -> None:
         """Forget every allocation (e.g. after the worker reading this ring was lost

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+
 from framecrypt.broker import wire
 from framecrypt.errors import (
     AuthenticationFailed,
@@ -90,6 +92,11 @@ class Engine:
         self.participants: dict[int, Participant] = {}
         self.events: list[list[Any]] = []
         self.counts = {"frames": 0, "errors": 0, "internal_errors": 0}
+        # clear-header bytes per (codec id, keyframe) when fixed; None = H.26x (NAL scan)
+        self._fixed: list[tuple[int | None, int | None]] = [
+            (lkframe._fixed_clear(c, False, self.jitsi), lkframe._fixed_clear(c, True, self.jitsi))
+            for c in wire.CODECS
+        ]
         self._options = CryptorOptions(
             ratchet_window=config.ratchet_window,
             failure_tolerance=-1 if self.jitsi else config.failure_tolerance,
@@ -194,16 +201,41 @@ class Engine:
         ks = cryptor.ring.get(index)
         if ks is None:
             raise UnknownKey(index)
+        trailer = _TRAILER.pack(ssrc & U32, ts & U32, self._iv_word(ts, counter, index),
+                                lkframe.IV_LENGTH, index)
+        return lkframe.seal_into(ks.aead, data, codec, keyframe, trailer, out, self.jitsi)
+
+    def seal(self, pidx: int, data: bytes, codec: str, keyframe: bool, ssrc: int, ts: int,
+             counter: int) -> bytes:
+        """Like :meth:`seal_into` but returns bytes (the broker's inline path)."""
+        p = self.participants.get(pidx)
+        if p is None:
+            raise UnknownKey(0)
+        if self.sframe:
+            key = p.send_keys.get(p.send_kid)
+            if key is None:
+                raise UnknownKey(p.send_kid)
+            if counter > key.ctr_limit:
+                raise CounterExhausted(p.send_kid)
+            return key.protect(counter, data)
+        cryptor = p.cryptor
+        assert cryptor is not None
+        index = cryptor.ring.current_index
+        ks = cryptor.ring.get(index)
+        if ks is None:
+            raise UnknownKey(index)
+        trailer = _TRAILER.pack(ssrc & U32, ts & U32, self._iv_word(ts, counter, index),
+                                lkframe.IV_LENGTH, index)
+        return lkframe.seal_trailer(ks.aead, data, codec, keyframe, trailer, self.jitsi)
+
+    def _iv_word(self, ts: int, counter: int, index: int) -> int:
         if self.config.iv == "counter":
             if counter > U32:
                 raise CounterExhausted(index)
-            word = counter
-        elif self.jitsi:
-            word = counter % 0xFFFF
-        else:
-            word = (ts - counter % 0xFFFF) & U32
-        trailer = _TRAILER.pack(ssrc & U32, ts & U32, word, lkframe.IV_LENGTH, index)
-        return lkframe.seal_into(ks.aead, data, codec, keyframe, trailer, out, self.jitsi)
+            return counter
+        if self.jitsi:
+            return counter % 0xFFFF
+        return (ts - counter % 0xFFFF) & U32
 
     def open(self, pidx: int, data: memoryview, codec: str, keyframe: bool) -> bytes:
         p = self.participants.get(pidx)
@@ -226,6 +258,15 @@ class Engine:
                 else:
                     self.events.append([type(ev).__name__, pidx,
                                         getattr(ev, "key_index", -1)])
+
+    def _send_key(self, pidx: int) -> tuple[Any, int]:
+        """(AESGCM, key index) a participant seals with now, or (None, 0)."""
+        p = self.participants.get(pidx)
+        if p is None or p.cryptor is None:
+            return None, 0
+        index = p.cryptor.ring.current_index
+        ks = p.cryptor.ring.get(index)
+        return (ks.aead, index) if ks is not None else (None, 0)
 
     def try_open(self, pidx: int, data: bytes, codec: str, keyframe: bool) -> bytes | None:
         """Open without touching any state (no ratchet, no failure counts, no events):
@@ -271,9 +312,69 @@ class Engine:
         pack = wire.RES.pack_into
         codecs = wire.CODECS
         scratch: memoryview | None = None
+        # fast path (LiveKit/Jitsi, fixed clear header, reply in the ring): no method
+        # calls, no intermediate bytes; anything unusual falls through to the full path
+        fast = out is not None and not self.sframe and self.config.iv == "counter"
+        fixed = self._fixed
+        tpack = _TRAILER.pack_into
+        inp_len = len(inp)
+        out_len = len(out) if out is not None else 0
+        last_pidx = -1
+        send_aead: Any = None
+        send_index = 0
+        sif = self._options.sif_trailer
+        tol = self._options.failure_tolerance
         for i in range(count):
             (op, codec_id, flags, pidx, ssrc, ts, counter, in_off, in_len, out_off,
              out_cap) = unpack(desc, i * wire.REQ.size)
+            if fast and codec_id < 6 and in_off + in_len <= inp_len:
+                nclear = fixed[codec_id][flags & 1]
+                assert out is not None
+                if op == wire.OP_ENCRYPT and nclear is not None and nclear <= in_len and \
+                        counter <= U32 and in_len + 30 <= out_cap and \
+                        out_off + out_cap <= out_len:
+                    if pidx != last_pidx:
+                        last_pidx = pidx
+                        send_aead, send_index = self._send_key(pidx)
+                    if send_aead is not None:
+                        h_end = out_off + nclear
+                        end = h_end + in_len - nclear + 16
+                        out[out_off:h_end] = inp[in_off : in_off + nclear]
+                        tpack(out, end, ssrc & U32, ts & U32, counter, 12, send_index)
+                        send_aead.encrypt_into(out[end : end + 12],
+                                               inp[in_off + nclear : in_off + in_len],
+                                               out[out_off:h_end], out[h_end:end])
+                        pack(res, i * 12, 0, out_off, in_len + 30)
+                        if tick is not None:
+                            tick()
+                        continue
+                elif op == wire.OP_DECRYPT and nclear is not None and \
+                        in_len >= nclear + 30 and inp[in_off + in_len - 2] == 12 and \
+                        out_off + in_len <= out_len:
+                    stop = in_off + in_len
+                    kid = inp[stop - 1]
+                    p = self.participants.get(pidx)
+                    cryptor = p.cryptor if p is not None else None
+                    ks = cryptor.ring.get(kid) if cryptor is not None else None
+                    if ks is not None and cryptor is not None and \
+                            (tol < 0 or cryptor.ring.failures(kid) == 0) and \
+                            bytes(inp[stop - 4 : stop]) != b"LKTS" and \
+                            not (sif and inp[stop - len(sif) : stop] == sif):
+                        plen = in_len - nclear - 30
+                        h_end = out_off + nclear
+                        try:
+                            ks.aead.decrypt_into(inp[stop - 14 : stop - 2],
+                                                 inp[in_off + nclear : stop - 14],
+                                                 inp[in_off : in_off + nclear],
+                                                 out[h_end : h_end + plen])
+                        except InvalidTag:
+                            pass  # the full path ratchets, counts and reports
+                        else:
+                            out[out_off:h_end] = inp[in_off : in_off + nclear]
+                            pack(res, i * 12, 0, out_off, nclear + plen)
+                            if tick is not None:
+                                tick()
+                            continue
             status = wire.ST_OK
             n = 0
             try:
