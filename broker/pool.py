@@ -244,6 +244,7 @@ class Pool:
         self._registry = hygiene.Registry()
         self._fd = -1
         self.swept: list[str] = []
+        self.metrics_server: Any = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._event_queue: asyncio.Queue[PoolEvent] | None = None
         self._event_callbacks: list[Callable[[PoolEvent], None]] = []
@@ -316,6 +317,11 @@ class Pool:
             await self._teardown()
             raise
         self._schedule_tick()
+        if self.settings.metrics.http_port:
+            from framecrypt.broker.metrics import serve
+
+            self.metrics_server = serve(self, self.settings.metrics.http_port,
+                                        self.settings.metrics.http_addr)
 
     def _spawn(self, sl: _Slot) -> None:
         assert self._loop is not None
@@ -435,6 +441,9 @@ class Pool:
             self._ctx.term()
             self._ctx = None
         self._registry.cleanup()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         self._closed = True
 
     def _close_pidfd(self, sl: _Slot) -> None:

@@ -326,3 +326,17 @@ def test_small_rings_apply_backpressure_and_lose_nothing() -> None:
             assert opened == [f.data for f in fs]
             assert pool.stats()["ring_full"] > 0  # the backpressure path was taken
     run(main)
+
+
+def test_runs_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm") as pool:
+            await pool.set_key("u", key_for("u"))
+            fs = frames(100, seed=8, ssrc=2)
+            sealed = await pool.encrypt_many("u", fs)
+            assert await pool.decrypt_many("u", [Frame(s, "vp8") for s in sealed]) == \
+                [f.data for f in fs]
+
+    uvloop.run(asyncio.wait_for(main(), 60))
