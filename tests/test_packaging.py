@@ -66,3 +66,19 @@ def test_editable_install_maps_folders() -> None:
     assert Path(framecrypt.workers.__file__).parent == ROOT / "workers"
     assert Path(framecrypt.broker.__file__).parent == ROOT / "broker"
     assert Path(framecrypt.workers.livekit.__file__).parent == ROOT / "workers" / "livekit"
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = set()
+    for pkg, folder in cfg["package-dir"].items():
+        base = ROOT / folder
+        for init in base.rglob("__init__.py"):
+            rel = init.parent.relative_to(base)
+            if "node_modules" in rel.parts or "tests" in rel.parts:
+                continue
+            found.add(".".join([pkg, *rel.parts]) if rel.parts else pkg)
+    assert found <= listed, f"missing from pyproject packages: {sorted(found - listed)}"

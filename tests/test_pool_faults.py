@@ -85,6 +85,16 @@ def test_kill9_with_10k_frames_in_flight_every_frame_one_outcome_no_iv_reuse() -
             # the pool still works after the crash
             s = await pool.encrypt("p0", Frame(b"after", "opus"))
             assert open_sealed("p0", s, Frame(b"after", "opus")) == b"after"
+        # and a fresh pool (new processes, keys set anew) opens every sealed frame
+        async with Pool(workers=2, transport="ipc", placement="pool") as fresh:
+            for p in people:
+                await fresh.set_key(p, key_for(p))
+            for p, fs in batches.items():
+                ok = [(f, r) for f, r in zip(fs, results[p], strict=True)
+                      if isinstance(r, bytes)]
+                opened = await fresh.decrypt_many(
+                    p, [Frame(r, f.codec, f.keyframe) for f, r in ok])
+                assert opened == [f.data for f, _ in ok]
     run(main, timeout=120)
 
 
