@@ -35,7 +35,7 @@ test: $(STAMP) node lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.micro
+	$(BIN)/python -m framecrypt.bench.micro
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules build *.egg-info

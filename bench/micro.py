@@ -1,9 +1,9 @@
 """Micro-benchmark of the pure core: protect/unprotect per frame size and format,
 side by side with bare ``AESGCM.encrypt`` in the same run.
 
-    python -m bench.micro            # quick (~20 s)
-    python -m bench.micro --full     # more rounds
-    python -m bench.micro --json out.json
+    python -m framecrypt.bench.micro            # quick (~20 s)
+    python -m framecrypt.bench.micro --full     # more rounds
+    python -m framecrypt.bench.micro --json out.json
 
 Contenders are timed in interleaved rounds (A B C … A B C …) so drift on a noisy
 2-core machine hits all of them alike; each figure is the median over rounds, with

@@ -1,8 +1,8 @@
 """Pool benchmark: a conference mix through inline sealing and the worker pool, side by
 side in one run (issue 3's figures; issue 6 grows this into the full bench).
 
-    python -m bench.pool                 # quick
-    python -m bench.pool --frames 60000 --rounds 5 --json out.json
+    python -m framecrypt.bench.pool                 # quick
+    python -m framecrypt.bench.pool --frames 60000 --rounds 5 --json out.json
 
 Mix per participant (DESIGN/issue 6): Opus 120 B at 50/s, VP8 deltas ~4 KB at 30/s,
 a ~60 KB keyframe every 2 s; every participant's frames are encrypted, and every
