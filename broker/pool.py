@@ -4,14 +4,14 @@ operations ordered with the frames.
 
 The hot path, per DESIGN.md's performance model:
 
-- a frame costs the broker one small ``_Item``, one packed 40-byte descriptor and one
-  copy into the worker's request ring; batches of up to ``batch.max_frames`` /
-  ``batch.max_bytes`` go out when full or when the event loop goes idle (a flush is
-  scheduled with ``call_soon`` on the first frame of a batch);
+- a frame costs the broker no object of its own (a call's frames travel as one
+  ``_Run``), one packed 40-byte descriptor and one copy into the worker's request
+  ring; batches of up to ``batch.max_frames`` / ``batch.max_bytes`` go out when full
+  or when the event loop goes idle (a flush is scheduled with ``call_soon``);
 - the socket's readiness is awaited once (``add_reader``) and then drained without
   blocking; results come back as one packed array per batch;
 - cheap frames may be sealed in the broker's own process (placement ``auto`` /
-  ``inline``) when that participant has nothing in flight, so per-stream order holds.
+  ``inline``) when that stream has nothing in flight, so per-stream order holds.
 
 Invariants (DESIGN.md): the broker owns the send counters (a re-dispatched frame keeps
 its counter and seals to the same bytes); every submitted frame gets exactly one
@@ -100,24 +100,36 @@ class _Group:
         self.errors = 0
 
 
-class _Item:
-    __slots__ = ("attempts", "codec_id", "counter", "data", "flags", "group", "index", "op",
-                 "pidx", "ssrc", "t0", "ts")
+class _Run:
+    """The frames of one call that go to the pool (one participant, one op). No
+    object per frame: frames, group indexes and counters are parallel lists."""
 
-    def __init__(self, op: int, pidx: int, data: bytes, codec_id: int, flags: int, ssrc: int,
-                 ts: int, counter: int, group: _Group, index: int, t0: float) -> None:
+    __slots__ = ("attempts", "counters", "frames", "group", "idx", "nbytes", "op", "pidx",
+                 "remaining", "streams", "t0")
+
+    def __init__(self, op: int, pidx: int, group: _Group, t0: float) -> None:
         self.op = op
         self.pidx = pidx
-        self.data = data
-        self.codec_id = codec_id
-        self.flags = flags
-        self.ssrc = ssrc
-        self.ts = ts
-        self.counter = counter
         self.group = group
-        self.index = index
         self.t0 = t0
-        self.attempts = 0
+        self.frames: list[Frame] = []
+        self.idx: list[int] = []
+        self.counters: list[int] = []
+        self.attempts: list[int] = []
+        self.streams: dict[int, int] = {}  # ssrc -> frames of that stream in this run
+        self.remaining = 0
+        self.nbytes = 0
+
+
+class _Span:
+    """A range ``[pos, end)`` of a run waiting in a slot's queue."""
+
+    __slots__ = ("end", "pos", "run")
+
+    def __init__(self, run: _Run, pos: int, end: int) -> None:
+        self.run = run
+        self.pos = pos
+        self.end = end
 
 
 class _Control:
@@ -132,12 +144,15 @@ class _Control:
 
 
 class _Batch:
-    __slots__ = ("batch_id", "items", "rep_span", "req_span")
+    __slots__ = ("batch_id", "count", "nbytes", "rep_span", "req_span", "segments")
 
-    def __init__(self, batch_id: int, items: list[_Item], req_span: tuple[int, int] | None,
+    def __init__(self, batch_id: int, segments: list[tuple[_Run, int, int]], count: int,
+                 nbytes: int, req_span: tuple[int, int] | None,
                  rep_span: tuple[int, int] | None) -> None:
         self.batch_id = batch_id
-        self.items = items
+        self.segments = segments
+        self.count = count
+        self.nbytes = nbytes
         self.req_span = req_span
         self.rep_span = rep_span
 
@@ -154,7 +169,7 @@ class _Slot:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pidfd: int | None = None
         self.pid = 0
-        self.queue: deque[_Item | _Control] = deque()
+        self.queue: deque[_Span | _Control] = deque()
         self.inflight: deque[_Batch | _Control] = deque()
         self.frames = 0  # frames sent and not answered
         self.bytes = 0
@@ -756,29 +771,25 @@ class Pool:
         caller holds the frames' credit; each frame returns it with its outcome.
 
         Order is per stream (participant, ssrc): once a frame of a stream is queued for
-        a worker, later frames of that stream in flight follow it there."""
+        a worker, later frames of that stream follow it there until it completes."""
         assert self._loop is not None
         nbytes_total = 0
         pidx = self._pidx(participant)
-        sl = self._slot_of(pidx)
-        now = self._loop.time()
         codec_ids = wire.CODEC_ID
         max_frame = self.settings.limits.max_frame_bytes
         inline_ok = self._inline_allowed(pidx)
-        queued = 0
         counters = self._counters
         pending = self._pending
-        blocked: set[int] = set()
+        run = _Run(op, pidx, group, self._loop.time())
+        streams = run.streams
+        rframes, ridx, rcount = run.frames, run.idx, run.counters
         kid = self._send_kid(pidx) if self.format == "sframe" else -1
-        queue = sl.queue
         t_inline = time.perf_counter() if inline_ok else 0.0
         for i, frame in enumerate(frames):
             idx = offset + i
-            data = frame.data
-            size = len(data)
+            size = len(frame.data)
             nbytes_total += size
-            codec_id = codec_ids.get(frame.codec)
-            if codec_id is None:
+            if frame.codec not in codec_ids:
                 self._deliver_now(group, idx, UnsupportedCodec(frame.codec), size)
                 continue
             if size > max_frame:
@@ -791,22 +802,27 @@ class Pool:
                 key = (pidx, kid if kid >= 0 else ssrc)
                 counter = counters.get(key, 0)
                 counters[key] = counter + 1
-            stream = (pidx, ssrc)
-            if inline_ok and ssrc not in blocked and stream not in pending and \
+            if inline_ok and ssrc not in streams and (pidx, ssrc) not in pending and \
                     self._try_inline(pidx, frame, op, counter, group, idx, size):
                 continue
-            blocked.add(ssrc)
-            queue.append(_Item(op, pidx, data, codec_id,
-                               wire.FLAG_KEYFRAME if frame.keyframe else 0, ssrc,
-                               frame.timestamp, counter, group, idx, now))
-            pending[stream] = pending.get(stream, 0) + 1
-            queued += 1
+            streams[ssrc] = streams.get(ssrc, 0) + 1
+            rframes.append(frame)
+            ridx.append(idx)
+            rcount.append(counter)
+            run.nbytes += size
         if inline_ok:
             self._inline_spent += time.perf_counter() - t_inline
         self.counters["frames_submitted"] += len(frames)
         self.counters["bytes_in"] += nbytes_total
-        if queued:
-            self.counters["frames_pool"] += queued
+        n = len(rframes)
+        if n:
+            run.remaining = n
+            run.attempts = [0] * n
+            for ssrc, c in streams.items():
+                stream = (pidx, ssrc)
+                pending[stream] = pending.get(stream, 0) + c
+            self._slot_of(pidx).queue.append(_Span(run, 0, n))
+            self.counters["frames_pool"] += n
             self._schedule_flush()
 
     def _send_kid(self, pidx: int) -> int:
@@ -869,9 +885,7 @@ class Pool:
                  err: BaseException | None) -> None:
         if err is not None:
             group.errors += 1
-            self.counters["frames_failed"] += 1
-            name = type(err).__name__
-            self._errors_by_reason[name] = self._errors_by_reason.get(name, 0) + 1
+            self._count_error(err)
             group.results[idx] = err
         else:
             self.counters["frames_ok"] += 1
@@ -918,32 +932,53 @@ class Pool:
                 continue
             if sl.frames >= wf or sl.bytes >= wb:
                 return
-            items: list[_Item] = []
-            total = 0
-            while q and len(items) < max_frames:
-                it = q[0]
-                if isinstance(it, _Control):
+            # take frames from the head spans (up to max_frames / max_bytes) without
+            # touching the queue until the batch is sent
+            segments: list[tuple[_Run, int, int]] = []
+            count = total = consumed = 0
+            partial = -1
+            limit_b = min(max_bytes, wb - sl.bytes)
+            for e in q:
+                if isinstance(e, _Control) or count >= max_frames:
                     break
-                size = len(it.data)
-                if items and (total + size > max_bytes or sl.bytes + total + size > wb):
+                frames = e.run.frames
+                a = i = e.pos
+                end = min(e.end, a + max_frames - count)
+                while i < end:
+                    size = len(frames[i].data)
+                    if count and total + size > limit_b:
+                        break
+                    total += size
+                    count += 1
+                    i += 1
+                if i > a:
+                    segments.append((e.run, a, i))
+                if i < e.end:
+                    partial = i
                     break
-                items.append(it)
-                total += size
-                q.popleft()
-            if not self._send_batch(sl, items, total):
-                q.extendleft(reversed(items))
+                consumed += 1
+            if not count or not self._send_batch(sl, segments, count, total):
                 return
+            for _ in range(consumed):
+                q.popleft()
+            if partial >= 0:
+                head2 = q[0]
+                assert isinstance(head2, _Span)
+                head2.pos = partial
 
-    def _send_batch(self, sl: _Slot, items: list[_Item], total: int) -> bool:
-        n = len(items)
-        desc = bytearray(wire.REQ.size * n)
-        pack = wire.REQ.pack_into
+    def _send_batch(self, sl: _Slot, segments: list[tuple[_Run, int, int]], count: int,
+                    total: int) -> bool:
         req_span = rep_span = None
         out_total = 0
-        for it in items:
-            size = len(it.data)
-            out_total += size + _REPLY_SLACK + size // 64 if it.op == ENCRYPT else size
+        for run, a, b in segments:
+            if run.op == ENCRYPT:
+                for f in run.frames[a:b]:
+                    size = len(f.data)
+                    out_total += size + _REPLY_SLACK + size // 64
+            else:
+                out_total += sum(len(f.data) for f in run.frames[a:b])
         blob: bytes | None = None
+        view: memoryview | None = None
         if sl.req_ring is not None and sl.rep_ring is not None:
             assert sl.req_seg is not None
             roff = sl.req_ring.alloc(max(total, 1))
@@ -959,25 +994,36 @@ class Pool:
             view = sl.req_seg.view
         else:
             roff = ooff = 0
-            blob = b"".join([it.data for it in items])
-        pos, opos = roff, ooff
-        for i, it in enumerate(items):
-            size = len(it.data)
-            cap = size + _REPLY_SLACK + size // 64 if it.op == ENCRYPT else size
-            if blob is None:
-                view[pos : pos + size] = it.data
-            pack(desc, i * 40, it.op, it.codec_id, it.flags, it.pidx, it.ssrc & 0xFFFFFFFF,
-                 it.ts & 0xFFFFFFFF, it.counter, pos, size, opos, cap)
-            it.attempts += 1
-            pos += size
-            opos += cap
+            blob = b"".join([f.data for run, a, b in segments for f in run.frames[a:b]])
+        desc = bytearray(40 * count)
+        pack = wire.REQ.pack_into
+        codec_ids = wire.CODEC_ID
+        pos, opos, k = roff, ooff, 0
+        for run, a, b in segments:
+            op, pidx, frames, counters, attempts = (run.op, run.pidx, run.frames,
+                                                     run.counters, run.attempts)
+            enc = op == ENCRYPT
+            for i in range(a, b):
+                f = frames[i]
+                data = f.data
+                size = len(data)
+                cap = size + _REPLY_SLACK + size // 64 if enc else size
+                if view is not None:
+                    view[pos : pos + size] = data
+                pack(desc, k, op, codec_ids[f.codec], 1 if f.keyframe else 0, pidx,
+                     f.ssrc & 0xFFFFFFFF, f.timestamp & 0xFFFFFFFF, counters[i], pos, size,
+                     opos, cap)
+                attempts[i] += 1
+                pos += size
+                opos += cap
+                k += 40
         self._batch_ids += 1
-        batch = _Batch(self._batch_ids, items, req_span, rep_span)
-        parts = [wire.pack(wire.BATCH, batch.batch_id, n), bytes(desc)]
+        batch = _Batch(self._batch_ids, segments, count, total, req_span, rep_span)
+        parts = [wire.pack(wire.BATCH, batch.batch_id, count), bytes(desc)]
         if blob is not None:
             parts.append(blob)
         sl.inflight.append(batch)
-        sl.frames += n
+        sl.frames += count
         sl.bytes += total
         self.counters["batches_sent"] += 1
         self._send(sl, parts)
@@ -1008,22 +1054,27 @@ class Pool:
             pass
 
     def _expire(self, sl: _Slot, budget: float) -> None:
+        """Real-time policy: queued delta frames older than ``budget`` fail with
+        FrameExpired (oldest first, since a run's frames share their submission time);
+        key frames always go on."""
         assert self._loop is not None
         now = self._loop.time()
         q = sl.queue
-        if not q:
+        if not any(isinstance(e, _Span) and now - e.run.t0 > budget for e in q):
             return
-        head = q[0]
-        if isinstance(head, _Item) and now - head.t0 <= budget:
-            return
-        keep: deque[_Item | _Control] = deque()
-        for it in q:
-            if isinstance(it, _Item) and not it.flags & wire.FLAG_KEYFRAME and \
-                    now - it.t0 > budget:
-                self.counters["expired"] += 1
-                self._finish_item(it, None, FrameExpired((now - it.t0) * 1000))
-            else:
-                keep.append(it)
+        keep: deque[_Span | _Control] = deque()
+        for e in q:
+            if isinstance(e, _Control) or now - e.run.t0 <= budget:
+                keep.append(e)
+                continue
+            run = e.run
+            err = FrameExpired((now - run.t0) * 1000)
+            for i in range(e.pos, e.end):
+                if run.frames[i].keyframe:
+                    keep.append(_Span(run, i, i + 1))
+                else:
+                    self.counters["expired"] += 1
+                    self._finish_frame(run, i, None, err)
         sl.queue = keep
 
     # --- receiving ----------------------------------------------------------------------
@@ -1111,71 +1162,96 @@ class Pool:
                 sl.inflight[0].batch_id != batch_id:
             raise ProtocolError("RESULT out of order")
         batch = sl.inflight[0]
-        items = batch.items
-        if count != len(items) or len(parts) < 2:
+        if count != batch.count or len(parts) < 2:
             raise ProtocolError("RESULT count mismatch")
         res = parts[1]
         wire.check_blob(res, wire.RES, count)
         sl.inflight.popleft()
         overflow = parts[2] if len(parts) > 2 else b""
         rep = sl.rep_seg.view if sl.rep_seg is not None and batch.rep_span else None
+        src = rep if rep is not None else overflow
         unpack = wire.RES.unpack_from
-        pending = self._pending
-        total = ok = nbytes_out = 0
-        for i, it in enumerate(items):
-            status, off, n = unpack(res, i * 12)
-            total += len(it.data)
-            stream = (it.pidx, it.ssrc)
-            left = pending[stream] - 1
-            if left:
-                pending[stream] = left
-            else:
-                del pending[stream]
-            if status == wire.ST_OK and rep is not None:
-                val = bytes(rep[off : off + n])
-            elif status == wire.ST_OK or status == wire.ST_INLINE:
-                val = bytes(overflow[off : off + n])
-            else:
-                self._deliver(it.group, it.index, None, _status_error(status, off))
-                continue
-            g = it.group
-            if g.callback is None:  # the common case, inlined
-                g.results[it.index] = val
-                ok += 1
-                nbytes_out += n
-                g.remaining -= 1
+        ok = nbytes_out = 0
+        k = 0
+        for run, a, b in batch.segments:
+            g = run.group
+            results, idx = g.results, run.idx
+            if g.callback is None:
+                for i in range(a, b):
+                    status, off, n = unpack(res, k)
+                    k += 12
+                    if status == wire.ST_OK:
+                        results[idx[i]] = bytes(src[off : off + n])
+                    elif status == wire.ST_INLINE:
+                        results[idx[i]] = bytes(overflow[off : off + n])
+                    else:
+                        err = _status_error(status, off)
+                        results[idx[i]] = err
+                        g.errors += 1
+                        self._count_error(err)
+                        continue
+                    ok += 1
+                    nbytes_out += n
+                done = b - a
+                g.remaining -= done
+                run.remaining -= done
                 if g.remaining == 0 and g.future is not None and not g.future.done():
-                    g.future.set_result(g.results)
+                    g.future.set_result(results)
             else:
-                self._deliver(g, it.index, val, None)
+                for i in range(a, b):
+                    status, off, n = unpack(res, k)
+                    k += 12
+                    if status == wire.ST_OK:
+                        self._deliver(g, idx[i], bytes(src[off : off + n]), None)
+                    elif status == wire.ST_INLINE:
+                        self._deliver(g, idx[i], bytes(overflow[off : off + n]), None)
+                    else:
+                        self._deliver(g, idx[i], None, _status_error(status, off))
+                    run.remaining -= 1
+            if run.remaining == 0:
+                self._run_done(run)
         self.counters["frames_ok"] += ok
         self.counters["bytes_out"] += nbytes_out
         assert self._loop is not None
         # latency per batch: its oldest frame (submission -> result)
-        self._latency[bisect_left(LATENCY_BUCKETS_S, self._loop.time() - items[0].t0)] += count
+        first = batch.segments[0][0]
+        self._latency[bisect_left(LATENCY_BUCKETS_S, self._loop.time() - first.t0)] += count
         sl.frames -= count
-        sl.bytes -= total
+        sl.bytes -= batch.nbytes
         if batch.req_span is not None and sl.req_ring is not None and sl.rep_ring is not None:
             sl.req_ring.release(*batch.req_span)
             assert batch.rep_span is not None
             sl.rep_ring.release(*batch.rep_span)
-        self._release(count, total)
+        self._release(count, batch.nbytes)
         if sl.queue:
             self._schedule_flush()
 
-    def _finish_item(self, it: _Item, result: bytes | None, err: BaseException | None) -> None:
-        """The outcome of one frame that left the normal result path (expired, lost,
-        closed): bookkeeping, delivery, credit."""
+    def _run_done(self, run: _Run) -> None:
+        pending = self._pending
+        for ssrc, c in run.streams.items():
+            stream = (run.pidx, ssrc)
+            left = pending.get(stream, c) - c
+            if left > 0:
+                pending[stream] = left
+            else:
+                pending.pop(stream, None)
+
+    def _count_error(self, err: BaseException) -> None:
+        self.counters["frames_failed"] += 1
+        name = type(err).__name__
+        self._errors_by_reason[name] = self._errors_by_reason.get(name, 0) + 1
+
+    def _finish_frame(self, run: _Run, i: int, result: bytes | None,
+                      err: BaseException | None) -> None:
+        """The outcome of one frame off the normal result path (expired, lost, closed):
+        delivery, stream bookkeeping, credit."""
         assert self._loop is not None
-        self._latency[bisect_left(LATENCY_BUCKETS_S, self._loop.time() - it.t0)] += 1
-        stream = (it.pidx, it.ssrc)
-        n = self._pending.get(stream, 1) - 1
-        if n:
-            self._pending[stream] = n
-        else:
-            self._pending.pop(stream, None)
-        self._deliver(it.group, it.index, result, err)
-        self._release(1, len(it.data))
+        self._latency[bisect_left(LATENCY_BUCKETS_S, self._loop.time() - run.t0)] += 1
+        self._deliver(run.group, run.idx[i], result, err)
+        run.remaining -= 1
+        if run.remaining == 0:
+            self._run_done(run)
+        self._release(1, len(run.frames[i].data))
 
     # --- supervision ----------------------------------------------------------------------
 
@@ -1226,19 +1302,25 @@ class Pool:
                 sl.proc.wait(timeout=5)
         self._close_pidfd(sl)
         attempts = self.settings.supervision.dispatch_attempts
-        requeue: list[_Item | _Control] = []
+        requeue: list[_Span | _Control] = []
         for entry in sl.inflight:
             if isinstance(entry, _Control):
                 if entry.future is not None:
                     requeue.append(entry)
                 continue
-            for it in entry.items:
-                if it.attempts >= attempts:
-                    self.counters["worker_lost"] += 1
-                    self._finish_item(it, None, WorkerLost(it.attempts))
-                else:
-                    self.counters["redispatched"] += 1
-                    requeue.append(it)
+            for run, a, b in entry.segments:
+                start = a
+                for i in range(a, b):
+                    if run.attempts[i] >= attempts:
+                        if i > start:
+                            requeue.append(_Span(run, start, i))
+                        start = i + 1
+                        self.counters["worker_lost"] += 1
+                        self._finish_frame(run, i, None, WorkerLost(run.attempts[i]))
+                if b > start:
+                    requeue.append(_Span(run, start, b))
+                    self.counters["redispatched"] += b - start
+            # re-queued frames keep their credit (and their counters)
         sl.inflight.clear()
         sl.frames = sl.bytes = 0
         sl.queue.extendleft(reversed(requeue))
@@ -1261,10 +1343,12 @@ class Pool:
     def _fail_slot_items(self, sl: _Slot, err: BaseException) -> None:
         for entry in list(sl.inflight) + list(sl.queue):
             if isinstance(entry, _Batch):
-                for it in entry.items:
-                    self._finish_item(it, None, err)
-            elif isinstance(entry, _Item):
-                self._finish_item(entry, None, err)
+                for run, a, b in entry.segments:
+                    for i in range(a, b):
+                        self._finish_frame(run, i, None, err)
+            elif isinstance(entry, _Span):
+                for i in range(entry.pos, entry.end):
+                    self._finish_frame(entry.run, i, None, err)
             elif entry.future is not None and not entry.future.done():
                 entry.future.set_exception(err)
         sl.inflight.clear()
