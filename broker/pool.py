@@ -184,6 +184,8 @@ class _Slot:
         self.service: WorkerService | None = None  # inline transport
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.restarts = 0
+        self.remote = False  # a worker on another host (tcp + CURVE); never respawned
+        self.frames_done = 0
 
 
 def _status_error(status: int, arg: int) -> FramecryptError:
@@ -233,8 +235,16 @@ class Pool:
         self._local = Engine(self._engine_cfg)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = [_Slot(i) for i in range(self._n)]
-        self._slot_names = [sl.name for sl in self._slots]
+        self._slot_names = [sl.name for sl in self._slots]  # members: who may own
+        self._slot_by_name = {sl.name: sl for sl in self._slots}
         self._by_identity: dict[bytes, _Slot] = {}
+        self._remote_by_identity: dict[bytes, _Slot] = {}
+        self._remote_sock: zmq.Socket[bytes] | None = None
+        self._remote_fd = -1
+        self._auth: Any = None
+        self.remote_endpoint = ""
+        self._moving: set[int] = set()
+        self._pending_runs: dict[int, int] = {}  # pidx -> runs not yet complete
         self._participants: dict[str, int] = {}
         self._names: list[str] = []
         self._owner: dict[int, _Slot] = {}
@@ -269,7 +279,7 @@ class Pool:
             "frames_submitted": 0, "frames_ok": 0, "frames_failed": 0,
             "frames_inline": 0, "frames_pool": 0, "bytes_in": 0, "bytes_out": 0,
             "batches_sent": 0, "overloaded": 0, "expired": 0, "worker_lost": 0,
-            "redispatched": 0, "worker_deaths": 0, "worker_spawns": 0,
+            "redispatched": 0, "worker_deaths": 0, "worker_spawns": 0, "participants_moved": 0,
             "protocol_errors": 0, "events_dropped": 0, "control_errors": 0, "ring_full": 0,
         }
         self._errors_by_reason: dict[str, int] = {}
@@ -322,6 +332,8 @@ class Pool:
             self._sock = sock
             self._fd = int(sock.getsockopt(zmq.FD))
             self._loop.add_reader(self._fd, self._on_readable)
+        if self.settings.remote.listen:
+            self._listen_remote()
         ready = [self._loop.create_future() for _ in self._slots]
         self._ready_waiters = ready
         for sl in self._slots:
@@ -337,6 +349,46 @@ class Pool:
 
             self.metrics_server = serve(self, self.settings.metrics.http_port,
                                         self.settings.metrics.http_addr)
+
+    def _listen_remote(self) -> None:
+        """A CURVE-secured ROUTER for workers on other hosts; only allow-listed worker
+        public keys get through (ZAP), and plain tcp is never offered."""
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+
+        from framecrypt.conf import ConfigError
+
+        rem = self.settings.remote
+        assert self._loop is not None
+        try:
+            public, secret = zmq.auth.load_certificate(rem.secret_key_file)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read remote.secret_key_file: {e.__class__.__name__}",
+                              key="remote.secret_key_file", source="settings") from None
+        if not secret:
+            raise ConfigError("remote.secret_key_file holds no secret key",
+                              key="remote.secret_key_file", source="settings")
+        if not os.path.isdir(rem.allowed_keys_dir):
+            raise ConfigError("remote.allowed_keys_dir is not a directory",
+                              key="remote.allowed_keys_dir", source="settings")
+        if self._ctx is None:
+            self._ctx = zmq.Context()
+        self._auth = ThreadAuthenticator(self._ctx)
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=rem.allowed_keys_dir)
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.curve_server = True
+        sock.bind(rem.listen)
+        self.remote_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._remote_sock = sock
+        self._remote_fd = int(sock.getsockopt(zmq.FD))
+        self._loop.add_reader(self._remote_fd, self._on_remote_readable)
 
     def _spawn(self, sl: _Slot) -> None:
         assert self._loop is not None
@@ -425,7 +477,8 @@ class Pool:
                 if not w[2].done():
                     w[2].set_exception(PoolClosed())
             self._waiters.clear()
-            if sl.proc is not None and sl.proc.poll() is None:
+            if (sl.proc is not None and sl.proc.poll() is None) or \
+                    (sl.remote and sl.state == READY):
                 with contextlib.suppress(zmq.ZMQError, OSError):
                     self._send(sl, [wire.pack(wire.STOP)])
         deadline = time.monotonic() + 2.0
@@ -452,6 +505,15 @@ class Pool:
                     loop.remove_reader(self._fd)
             self._sock.close(0)
             self._sock = None
+        if self._remote_sock is not None:
+            if loop is not None:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(self._remote_fd)
+            self._remote_sock.close(0)
+            self._remote_sock = None
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
@@ -484,8 +546,7 @@ class Pool:
     def _slot_of(self, pidx: int) -> _Slot:
         sl = self._owner.get(pidx)
         if sl is None:
-            name = owner(self._names[pidx], self._slot_names)
-            sl = self._slots[self._slot_names.index(name)]
+            sl = self._slot_by_name[owner(self._names[pidx], self._slot_names)]
             self._owner[pidx] = sl
         return sl
 
@@ -579,6 +640,8 @@ class Pool:
             self._controls_pending[pidx] = n
         else:
             self._controls_pending.pop(pidx, None)
+            if pidx in self._moving and self._loop is not None:
+                self._loop.call_soon(self._move_idle)
         fut = ctl.future
         if fut is not None and not fut.done():
             if err is not None:
@@ -822,6 +885,7 @@ class Pool:
                 stream = (pidx, ssrc)
                 pending[stream] = pending.get(stream, 0) + c
             self._slot_of(pidx).queue.append(_Span(run, 0, n))
+            self._pending_runs[pidx] = self._pending_runs.get(pidx, 0) + 1
             self.counters["frames_pool"] += n
             self._schedule_flush()
 
@@ -1045,10 +1109,11 @@ class Pool:
 
             ex.submit(work)
             return
-        if self._sock is None:
+        sock = self._remote_sock if sl.remote else self._sock
+        if sock is None:
             return
         try:
-            self._sock.send_multipart([sl.identity, *parts], copy=len(parts[-1]) < 65536)
+            sock.send_multipart([sl.identity, *parts], copy=len(parts[-1]) < 65536)
         except zmq.ZMQError:
             # unroutable (worker gone): its death handling re-dispatches what it held
             pass
@@ -1093,9 +1158,62 @@ class Pool:
                 continue
             self._on_message(msg[0].bytes, [m.buffer for m in msg[1:]])
 
+    def _on_remote_readable(self) -> None:
+        sock = self._remote_sock
+        if sock is None:
+            return
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            try:
+                msg = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            if len(msg) < 2:
+                self.counters["protocol_errors"] += 1
+                continue
+            identity = msg[0].bytes
+            parts = [m.buffer for m in msg[1:]]
+            sl = self._remote_by_identity.get(identity)
+            if sl is None:
+                self._remote_join(identity, parts)
+            else:
+                self._handle(sl, parts)
+
+    def _remote_join(self, identity: bytes, parts: Sequence[bytes | memoryview]) -> None:
+        """A new remote worker (first message must be READY): a new slot, a member of
+        the rendezvous set from now on."""
+        assert self._loop is not None
+        try:
+            msg = wire.unpack(parts[0])
+            if msg[0] != wire.READY or self._closing:
+                raise ProtocolError("a new remote worker must start with READY")
+        except (ProtocolError, ValueError, TypeError, IndexError):
+            self.counters["protocol_errors"] += 1
+            return
+        sl = _Slot(len(self._slots))
+        safe = "".join(c for c in identity.decode("utf-8", "replace") if c.isalnum() or c in "-_.")
+        sl.name = f"r{sl.index}-{safe[:48]}"
+        sl.identity = identity
+        sl.remote = True
+        sl.state = STARTING
+        sl.last_heard = self._loop.time()
+        sl.pid = int(msg[1]) if isinstance(msg[1], int) else 0
+        self._slots.append(sl)
+        self._remote_by_identity[identity] = sl
+        self._slot_by_name[sl.name] = sl
+        self.counters["worker_spawns"] += 1
+        self._handle(sl, parts)
+        self._slot_names.append(sl.name)
+        self._membership_changed()
+
     def _on_message(self, identity: bytes, parts: Sequence[bytes | memoryview]) -> None:
         sl = self._by_identity.get(identity)
-        if sl is None or sl.state in (DEAD, STOPPED) or identity != sl.identity:
+        if sl is None:
+            self.counters["protocol_errors"] += 1
+            return
+        self._handle(sl, parts)
+
+    def _handle(self, sl: _Slot, parts: Sequence[bytes | memoryview]) -> None:
+        if sl.state in (DEAD, STOPPED):
             self.counters["protocol_errors"] += 1
             return
         assert self._loop is not None
@@ -1141,7 +1259,7 @@ class Pool:
                 self._send(sl, [wire.pack(wire.CONTROL, ctl.seq, ctl.op, *ctl.args)])
                 sl.inflight.append(ctl)
         waiters = getattr(self, "_ready_waiters", None)
-        if waiters is not None and not waiters[sl.index].done():
+        if waiters is not None and sl.index < len(waiters) and not waiters[sl.index].done():
             waiters[sl.index].set_result(None)
         self._schedule_flush()
 
@@ -1217,6 +1335,7 @@ class Pool:
         first = batch.segments[0][0]
         self._latency[bisect_left(LATENCY_BUCKETS_S, self._loop.time() - first.t0)] += count
         sl.frames -= count
+        sl.frames_done += count
         sl.bytes -= batch.nbytes
         if batch.req_span is not None and sl.req_ring is not None and sl.rep_ring is not None:
             sl.req_ring.release(*batch.req_span)
@@ -1227,6 +1346,13 @@ class Pool:
             self._schedule_flush()
 
     def _run_done(self, run: _Run) -> None:
+        left = self._pending_runs.get(run.pidx, 1) - 1
+        if left > 0:
+            self._pending_runs[run.pidx] = left
+        else:
+            self._pending_runs.pop(run.pidx, None)
+            if run.pidx in self._moving and self._loop is not None:
+                self._loop.call_soon(self._move_idle)
         pending = self._pending
         for ssrc, c in run.streams.items():
             stream = (run.pidx, ssrc)
@@ -1253,6 +1379,65 @@ class Pool:
             self._run_done(run)
         self._release(1, len(run.frames[i].data))
 
+    # --- membership (remote workers join and leave) ---------------------------------------
+
+    def _membership_changed(self) -> None:
+        """Rendezvous over the current members: participants whose owner changes move
+        once they are idle (nothing queued or in flight for them), so their frames stay
+        in order and their keys reach the new owner before their next frame."""
+        for pidx, cur in list(self._owner.items()):
+            if self._slot_by_name[owner(self._names[pidx], self._slot_names)] is not cur:
+                self._moving.add(pidx)
+        self._move_idle()
+
+    def _move_idle(self) -> None:
+        for pidx in list(self._moving):
+            if self._pending_runs.get(pidx) or self._controls_pending.get(pidx):
+                continue
+            self._moving.discard(pidx)
+            new = self._slot_by_name[owner(self._names[pidx], self._slot_names)]
+            old = self._owner.get(pidx)
+            if new is old:
+                continue
+            self._owner[pidx] = new
+            self._enqueue_snapshot(new, pidx)
+            if old is not None and old.state == READY:
+                self._seq += 1
+                old.queue.append(_Control(self._seq, "remove", [pidx], None))
+            self.counters["participants_moved"] += 1
+        self._schedule_flush()
+
+    def _enqueue_snapshot(self, sl: _Slot, pidx: int) -> None:
+        """The broker's key directory for ``pidx``, as key operations queued at ``sl``
+        (the current index last, so it ends up current)."""
+        d = self._directory.get(pidx)
+        if d is None:
+            return
+        current = int(d["current"])
+        for index in sorted(d["keys"], key=lambda k: k == current):
+            material, algorithm, generation, aes_key = d["keys"][index]
+            self._seq += 1
+            sl.queue.append(_Control(self._seq, "keyset", [
+                pidx, d.get("name", self._names[pidx]), index, material, algorithm,
+                generation, aes_key or None, index == current], None))
+
+    def _remote_lost(self, sl: _Slot, entries: list[_Span | _Control]) -> None:
+        """A remote worker is gone for good: its participants move to their new owners
+        now (snapshot first), followed by what it held, in order."""
+        if sl.name in self._slot_names:
+            self._slot_names.remove(sl.name)
+        self._remote_by_identity.pop(sl.identity, None)
+        for pidx in [p for p, o in self._owner.items() if o is sl]:
+            new = self._slot_by_name[owner(self._names[pidx], self._slot_names)]
+            self._owner[pidx] = new
+            self._moving.discard(pidx)
+            self._enqueue_snapshot(new, pidx)
+            self.counters["participants_moved"] += 1
+        for e in entries:
+            pidx = e.run.pidx if isinstance(e, _Span) else int(e.args[0])
+            self._slot_of(pidx).queue.append(e)
+        self._schedule_flush()
+
     # --- supervision ----------------------------------------------------------------------
 
     def _schedule_tick(self) -> None:
@@ -1265,11 +1450,14 @@ class Pool:
             return
         assert self._loop is not None
         sup = self.settings.supervision
+        # read what has arrived before judging silence (the loop may have been busy)
+        self._on_readable()
+        self._on_remote_readable()
         now = self._loop.time()
-        for sl in self._slots:
+        for sl in list(self._slots):
             if sl.state not in (READY, STARTING):
                 continue
-            if self.transport != "inline":
+            if self.transport != "inline" or sl.remote:
                 silent = now - sl.last_heard
                 limit = sup.heartbeat_interval_s * sup.heartbeat_liveness
                 if sl.state == STARTING:
@@ -1323,6 +1511,11 @@ class Pool:
             # re-queued frames keep their credit (and their counters)
         sl.inflight.clear()
         sl.frames = sl.bytes = 0
+        if sl.remote:
+            entries = requeue + list(sl.queue)
+            sl.queue.clear()
+            self._remote_lost(sl, entries)
+            return
         sl.queue.extendleft(reversed(requeue))
         if self.transport == "shm":
             self._drop_rings(sl)
@@ -1370,7 +1563,8 @@ class Pool:
             "waiters": len(self._waiters),
             "participants": len(self._names),
             "workers": [
-                {"slot": sl.index, "state": sl.state, "pid": sl.pid, "queued": len(sl.queue),
+                {"slot": sl.index, "name": sl.name, "remote": sl.remote, "state": sl.state,
+                 "pid": sl.pid, "queued": len(sl.queue), "frames_done": sl.frames_done,
                  "frames_in_flight": sl.frames, "bytes_in_flight": sl.bytes,
                  "restarts": sl.restarts}
                 for sl in self._slots

@@ -156,6 +156,8 @@ def allowed(spec: FieldSpec, *, text: bool = False) -> str:
             out += ', or ""'
     elif k == "host":
         out = "an IP address or host name"
+    elif k == "endpoint":
+        out = '"" or tcp://HOST:PORT'
     else:  # hex
         out = f'an even number of hex digits (at most {spec.hi} bytes), or ""'
     return f"{out} ({spec.note})" if spec.note else out
@@ -263,6 +265,11 @@ def _normalize(section: str, name: str, value: Any, origin: str, *, text: bool) 
             raise bad(f"got a path of {len(value.encode())} bytes")
     elif k == "host":
         if not _is_host(value):
+            raise bad(got(value))
+    elif k == "endpoint":
+        m = re.fullmatch(r"tcp://(.+):(\d{1,5})", value)
+        if value and (m is None or not (_is_host(m[1]) or m[1] == "*")
+                      or not 0 < int(m[2]) < 65536):
             raise bad(got(value))
     elif k == "hex":
         if not _HEX_RE.fullmatch(value):
@@ -512,6 +519,12 @@ def _check_cross(v: Mapping[str, Mapping[str, Any]], origin: Callable[[str, str]
     need(sup["respawn_backoff_s"] <= sup["respawn_backoff_max_s"],
          "supervision.respawn_backoff_s", "is greater than", "supervision.respawn_backoff_max_s",
          "supervision.respawn_backoff_s <= supervision.respawn_backoff_max_s")
+    rem = v["remote"]
+    if rem["listen"] and not (rem["secret_key_file"] and rem["allowed_keys_dir"]):
+        raise ConfigError(
+            f"{at('remote.listen')} needs remote.secret_key_file and remote.allowed_keys_dir: "
+            "a tcp endpoint is refused without CURVE keys (make them with `framecrypt keygen`)",
+            key="remote.listen", source=origin("remote", "listen"))
 
 
 # --- building --------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-Kind = Literal["int", "size", "float", "bool", "choice", "str", "name", "path", "host", "hex"]
+Kind = Literal["int", "size", "float", "bool", "choice", "str", "name", "path", "host", "hex",
+               "endpoint"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -226,6 +227,18 @@ class MetricsSettings(_Section):
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteSettings(_Section):
+    """``[remote]``: crypto workers on other hosts over ZeroMQ tcp with CurveZMQ."""
+
+    SECTION: ClassVar[str] = "remote"
+    listen: str = _f("", "endpoint", note='"" = no remote workers')
+    secret_key_file: str = _f("", "path", empty_ok=True, max_len=4096,
+                              note="the broker's CURVE key pair (framecrypt keygen)")
+    allowed_keys_dir: str = _f("", "path", empty_ok=True, max_len=4096,
+                               note="directory of the public keys of allowed workers")
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementSettings(_Section):
     """``[placement]``: the ``auto`` placement policy."""
 
@@ -253,6 +266,7 @@ class Settings:
     sframe: SFrameSettings = field(default_factory=SFrameSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     placement: PlacementSettings = field(default_factory=PlacementSettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
 
     def __post_init__(self) -> None:
         from .load import _init_settings
@@ -286,6 +300,7 @@ SECTIONS: Mapping[str, type[_Section]] = {
         SFrameSettings,
         MetricsSettings,
         PlacementSettings,
+        RemoteSettings,
     )
 }
 """Section name → section class, in ``defaults.toml`` order."""

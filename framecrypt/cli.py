@@ -173,6 +173,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write a CURVE key pair: NAME.key (public, give it to peers) and NAME.key_secret
+    (0600, keep it)."""
+    import os
+
+    import zmq.auth
+
+    os.makedirs(args.dir, mode=0o700, exist_ok=True)
+    old = os.umask(0o077)
+    try:
+        public, secret = zmq.auth.create_certificates(args.dir, args.name)
+    finally:
+        os.umask(old)
+    os.chmod(secret, 0o600)
+    os.chmod(public, 0o644)
+    print(f"public key: {public}\nsecret key: {secret} (mode 0600)")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Join a running pool from another host."""
+    import signal
+
+    from framecrypt.workers.process import run_remote
+
+    if not args.connect.startswith("tcp://"):
+        print("framecrypt worker: --connect must be tcp://HOST:PORT", file=sys.stderr)
+        return 2
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return run_remote(args.connect, args.server_key, args.secret_key, name=args.name,
+                      interval=args.interval, liveness=args.liveness, stop=lambda: stopping)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="framecrypt", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,6 +222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--reps", type=int, default=200, help="timing repetitions per case")
     d.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     d.set_defaults(func=cmd_demo)
+    k = sub.add_parser("keygen", help="write a CURVE key pair (NAME.key, NAME.key_secret 0600)")
+    k.add_argument("name")
+    k.add_argument("--dir", default=".", help="where to write the files")
+    k.set_defaults(func=cmd_keygen)
+    w = sub.add_parser("worker", help="join a pool on another host over tcp + CURVE")
+    w.add_argument("--connect", required=True, help="tcp://BROKER:PORT")
+    w.add_argument("--server-key", required=True, help="the broker's public key file")
+    w.add_argument("--secret-key", required=True, help="this worker's secret key file")
+    w.add_argument("--name", default="worker", help="prefix of this worker's identity")
+    w.add_argument("--interval", type=float, default=0.25, help="heartbeat interval (s)")
+    w.add_argument("--liveness", type=int, default=4, help="missed beats before reconnect")
+    w.set_defaults(func=cmd_worker)
     args = p.parse_args(argv)
     if args.command is None:
         args = p.parse_args(["demo", *(argv or [])])

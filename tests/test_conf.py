@@ -55,6 +55,8 @@ ALT: dict[str, dict[str, Any]] = {
     "sframe": {"suite": 1, "ratchet_bits": 8},
     "metrics": {"http_port": 9100, "http_addr": "0.0.0.0"},
     "placement": {"inline_max_bytes": 4096, "inline_budget": 0.25},
+    "remote": {"listen": "tcp://*:5555", "secret_key_file": "/etc/fc/broker.key_secret",
+               "allowed_keys_dir": "/etc/fc/workers"},
 }
 
 
@@ -565,3 +567,14 @@ def test_datetime_is_a_type_error(tmp_path: Path) -> None:
 def test_module_docstring_example_runs() -> None:
     result = doctest.testmod(conf, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_tcp_without_curve_keys_is_refused() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={}, listen="tcp://127.0.0.1:5555")
+    assert "CURVE" in str(e.value) and e.value.key == "remote.listen"
+    with pytest.raises(ConfigError):
+        load_settings(env={}, listen="udp://127.0.0.1:5555")
+    s = load_settings(env={}, listen="tcp://127.0.0.1:5555", secret_key_file="/k/b.key_secret",
+                      allowed_keys_dir="/k/workers")
+    assert s.remote.listen == "tcp://127.0.0.1:5555"

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 import zmq
 
@@ -33,7 +34,9 @@ def _die_with_parent() -> None:
 
 
 def run(endpoint: str, slot: int, identity: bytes, interval: float, liveness: int,
-        parent: int | None = None) -> int:
+        parent: int | None = None, curve: tuple[bytes, bytes, bytes] | None = None) -> int:
+    """Serve one broker connection until it stops us (0), goes silent (3) or our parent
+    dies (4). ``curve`` = (server public, our public, our secret) for tcp."""
     from framecrypt.tuning import tune_allocator
 
     tune_allocator()
@@ -43,6 +46,8 @@ def run(endpoint: str, slot: int, identity: bytes, interval: float, liveness: in
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.setsockopt(zmq.RCVHWM, 0)
+    if curve is not None:
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
     sock.connect(endpoint)
     last_sent = time.monotonic()
 
@@ -83,6 +88,39 @@ def run(endpoint: str, slot: int, identity: bytes, interval: float, liveness: in
     finally:
         service.close()
         sock.close(0)
+
+
+def run_remote(endpoint: str, server_key: str, secret_key: str, *, name: str = "worker",
+               interval: float = 0.25, liveness: int = 4, backoff: float = 0.25,
+               backoff_max: float = 8.0, stop: Callable[[], bool] = lambda: False) -> int:
+    """A worker on another host: CURVE-authenticated tcp, Paranoid Pirate reconnects.
+
+    Each connection is a fresh worker to the broker (new identity, empty state: the
+    broker hands it the keys of the participants it gets). When the broker goes
+    silent for ``liveness`` intervals the socket is dropped and, after an exponential
+    back-off, a new one connects. Returns when the broker sends STOP or ``stop()``.
+    """
+    import secrets
+
+    import zmq.auth
+
+    server_public, _ = zmq.auth.load_certificate(server_key)
+    public, secret = zmq.auth.load_certificate(secret_key)
+    if not secret:
+        raise SystemExit(f"{secret_key}: no secret key in this file")
+    delay = backoff
+    while not stop():
+        identity = f"{name}-{secrets.token_hex(4)}".encode()
+        started = time.monotonic()
+        code = run(endpoint, 0, identity, interval, liveness, None,
+                   (server_public, public, secret))
+        if code == 0:
+            return 0
+        if time.monotonic() - started > interval * liveness * 4:
+            delay = backoff  # it had worked for a while: retry soon
+        time.sleep(delay)  # back-off between reconnects (Paranoid Pirate)
+        delay = min(backoff_max, delay * 2)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
