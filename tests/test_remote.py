@@ -80,8 +80,8 @@ def test_remote_workers_join_move_participants_and_survive_a_kill(keys: Path) ->
                 procs.append(start_worker(keys, "stranger", endpoint))
                 # a stream through everyone; kill one remote worker in the middle
                 fs = {p: frames(300, seed=100 + i, ssrc=i) for i, p in enumerate(people)}
-                tasks = {p: asyncio.ensure_future(pool.encrypt_many(p, fs[p], return_exceptions=True))
-                         for p in people}
+                tasks = {p: asyncio.ensure_future(
+                    pool.encrypt_many(p, fs[p], return_exceptions=True)) for p in people}
                 await until(lambda: any(w["frames_in_flight"] for w in remote_ready(pool)), 10)
                 victim = procs[0]
                 victim.send_signal(signal.SIGKILL)
