@@ -244,6 +244,8 @@ class Pool:
         self._auth: Any = None
         self.remote_endpoint = ""
         self._moving: set[int] = set()
+        # SFrame replay floors per participant: {pidx: {kid: highest opened counter}}
+        self._floors: dict[int, dict[int, int]] | None = {} if self.format == "sframe" else None
         self._pending_runs: dict[int, int] = {}  # pidx -> runs not yet complete
         self._participants: dict[str, int] = {}
         self._names: list[str] = []
@@ -1245,17 +1247,8 @@ class Pool:
         self._send(sl, [wire.pack(wire.CONFIG, self._engine_cfg.as_wire(), shm)])
         sl.state = READY
         # replay the key directory of this slot's participants, then what it held
-        for pidx, d in self._directory.items():
-            if self._slot_of(pidx) is not sl:
-                continue
-            current = int(d["current"])
-            order = sorted(d["keys"], key=lambda k: k == current)
-            for index in order:
-                material, algorithm, generation, aes_key = d["keys"][index]
-                self._seq += 1
-                ctl = _Control(self._seq, "keyset", [pidx, d.get("name", self._names[pidx]),
-                               index, material, algorithm, generation, aes_key or None,
-                               index == current], None)
+        for pidx in [p for p, o in self._owner.items() if o is sl]:
+            for ctl in self._snapshot_controls(pidx):
                 self._send(sl, [wire.pack(wire.CONTROL, ctl.seq, ctl.op, *ctl.args)])
                 sl.inflight.append(ctl)
         waiters = getattr(self, "_ready_waiters", None)
@@ -1263,11 +1256,34 @@ class Pool:
             waiters[sl.index].set_result(None)
         self._schedule_flush()
 
+    def _skip_to(self, sl: _Slot, match: Callable[[_Batch | _Control], bool]) -> None:
+        """Replies come in order; entries before the one a reply answers were dropped
+        by the worker (it could not parse them): they fail now, so nothing waits
+        forever and every frame still gets exactly one outcome."""
+        if not any(match(e) for e in sl.inflight):
+            raise ProtocolError("reply matches nothing in flight")
+        while not match(sl.inflight[0]):
+            e = sl.inflight.popleft()
+            self.counters["protocol_errors"] += 1
+            err = ProtocolError("the worker dropped this message")
+            if isinstance(e, _Control):
+                pidx = int(e.args[0])
+                if e.future is not None:
+                    self._control_done(pidx, e, None, err)
+            else:
+                sl.frames -= e.count
+                sl.bytes -= e.nbytes
+                for run, a, b in e.segments:
+                    for i in range(a, b):
+                        self._finish_frame(run, i, None, err)
+                if e.req_span is not None and sl.req_ring is not None and \
+                        sl.rep_ring is not None and e.rep_span is not None:
+                    sl.req_ring.release(*e.req_span)
+                    sl.rep_ring.release(*e.rep_span)
+
     def _on_ack_msg(self, sl: _Slot, msg: list[Any]) -> None:
         _, seq, ok, *result = msg
-        if not sl.inflight or not isinstance(sl.inflight[0], _Control) or \
-                sl.inflight[0].seq != seq:
-            raise ProtocolError("ACK out of order")
+        self._skip_to(sl, lambda e: isinstance(e, _Control) and e.seq == seq)
         ctl = sl.inflight.popleft()
         assert isinstance(ctl, _Control)
         if ctl.future is None:  # directory replay: nothing waits
@@ -1276,10 +1292,9 @@ class Pool:
 
     def _on_result(self, sl: _Slot, msg: list[Any], parts: Sequence[bytes | memoryview]) -> None:
         _, batch_id, count = msg
-        if not sl.inflight or not isinstance(sl.inflight[0], _Batch) or \
-                sl.inflight[0].batch_id != batch_id:
-            raise ProtocolError("RESULT out of order")
+        self._skip_to(sl, lambda e: isinstance(e, _Batch) and e.batch_id == batch_id)
         batch = sl.inflight[0]
+        assert isinstance(batch, _Batch)
         if count != batch.count or len(parts) < 2:
             raise ProtocolError("RESULT count mismatch")
         res = parts[1]
@@ -1326,6 +1341,8 @@ class Pool:
                     else:
                         self._deliver(g, idx[i], None, _status_error(status, off))
                     run.remaining -= 1
+            if self._floors is not None and run.op == DECRYPT:
+                self._note_floors(run, a, b, res, k - 12 * (b - a))
             if run.remaining == 0:
                 self._run_done(run)
         self.counters["frames_ok"] += ok
@@ -1344,6 +1361,20 @@ class Pool:
         self._release(count, batch.nbytes)
         if sl.queue:
             self._schedule_flush()
+
+    def _note_floors(self, run: _Run, a: int, b: int, res: bytes | memoryview, k: int) -> None:
+        """SFrame: remember the highest counter each participant's KID opened with, so
+        a participant that moves to another worker keeps refusing replays."""
+        from framecrypt.workers.sframe.header import decode_header
+
+        assert self._floors is not None
+        floors = self._floors.setdefault(run.pidx, {})
+        for i in range(a, b):
+            if wire.RES.unpack_from(res, k)[0] == wire.ST_OK:
+                kid, ctr, _ = decode_header(run.frames[i].data)
+                if ctr > floors.get(kid, -1):
+                    floors[kid] = ctr
+            k += 12
 
     def _run_done(self, run: _Run) -> None:
         left = self._pending_runs.get(run.pidx, 1) - 1
@@ -1408,18 +1439,29 @@ class Pool:
         self._schedule_flush()
 
     def _enqueue_snapshot(self, sl: _Slot, pidx: int) -> None:
-        """The broker's key directory for ``pidx``, as key operations queued at ``sl``
-        (the current index last, so it ends up current)."""
+        sl.queue.extend(self._snapshot_controls(pidx))
+
+    def _snapshot_controls(self, pidx: int) -> list[_Control]:
+        """The broker's state of ``pidx`` as key operations for a worker that does not
+        know it: every key (the current index last, so it ends up current) and, for
+        SFrame, the replay floor of each KID."""
         d = self._directory.get(pidx)
         if d is None:
-            return
+            return []
+        out = []
         current = int(d["current"])
         for index in sorted(d["keys"], key=lambda k: k == current):
             material, algorithm, generation, aes_key = d["keys"][index]
             self._seq += 1
-            sl.queue.append(_Control(self._seq, "keyset", [
+            out.append(_Control(self._seq, "keyset", [
                 pidx, d.get("name", self._names[pidx]), index, material, algorithm,
                 generation, aes_key or None, index == current], None))
+        floors = self._floors.get(pidx) if self._floors is not None else None
+        if floors:
+            self._seq += 1
+            out.append(_Control(self._seq, "replay_floor",
+                                [pidx, [[k, c] for k, c in floors.items()]], None))
+        return out
 
     def _remote_lost(self, sl: _Slot, entries: list[_Span | _Control]) -> None:
         """A remote worker is gone for good: its participants move to their new owners

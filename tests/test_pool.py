@@ -340,3 +340,27 @@ def test_runs_under_uvloop() -> None:
                 [f.data for f in fs]
 
     uvloop.run(asyncio.wait_for(main(), 60))
+
+
+def test_sframe_replay_floor_survives_a_worker_restart() -> None:
+    """The broker tracks the highest counter opened per KID and hands it to a new
+    worker with the keys: a replayed frame stays refused after a restart."""
+    import os
+    import signal
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm", format="sframe",
+                        heartbeat_interval_s=0.05) as pool:
+            base = bytes(range(16))
+            await pool.set_key("s", base, index=2)
+            sealed = [sframe.protect(4, base, 2, ctr, b"frame %d" % ctr) for ctr in range(50)]
+            opened = await pool.decrypt_many("s", [Frame(s, "vp8") for s in sealed[:40]])
+            assert opened[-1] == b"frame 39"
+            old = pool.worker_pids()[0]
+            os.kill(old, signal.SIGKILL)
+            await until(lambda: pool.worker_pids() and pool.worker_pids()[0] != old, 10)
+            with pytest.raises(Exception) as e:
+                await pool.decrypt("s", Frame(sealed[39], "vp8"))
+            assert type(e.value).__name__ == "ReplayedFrame"
+            assert await pool.decrypt("s", Frame(sealed[45], "vp8")) == b"frame 45"
+    run(main)

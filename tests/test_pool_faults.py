@@ -19,7 +19,7 @@ from pool_helpers import frames, iv_of, key_for, open_sealed, rss_bytes, run, ta
 
 from framecrypt import Frame, Pool
 from framecrypt.broker import wire
-from framecrypt.errors import Overloaded, WorkerLost
+from framecrypt.errors import FramecryptError, Overloaded, WorkerLost
 from framecrypt.transports import hygiene
 
 pytestmark = pytest.mark.timeout(180)
@@ -246,6 +246,9 @@ def test_garbage_on_the_sockets_changes_a_counter_and_nothing_else() -> None:
             for g in ([b"\x00"], [wire.pack(wire.BATCH, 1, 3), b"xx"],
                       [wire.pack(wire.CONTROL, 1, "nope")], [wire.pack(wire.CONFIG, "x", None)]):
                 pool._send(sl, g)
+            # an in-flight key operation the worker cannot apply fails typed, nothing hangs
+            with pytest.raises(FramecryptError):
+                await pool._control(0, "no-such-op", [0])
             f = Frame(b"still works", "opus")
             sealed = await pool.encrypt("a", f)
             assert open_sealed("a", sealed, f) == f.data

@@ -142,6 +142,14 @@ class Engine:
             (pidx,) = args
             self.participants.pop(pidx, None)
             return []
+        if op == "replay_floor":  # SFrame receiver state handed over by the broker
+            pidx, floors = args
+            p = self.participants.get(pidx)
+            if p is not None and p.receiver is not None:
+                for kid, ctr in floors:
+                    if int(kid) in p.receiver:
+                        p.receiver.raise_replay_floor(int(kid), int(ctr))
+            return []
         raise ValueError(f"unknown control op {op!r}")
 
     def _keyset(self, pidx: int, name: str, index: int, material: bytes | str, kdf: str | None,

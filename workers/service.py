@@ -82,6 +82,8 @@ class WorkerService:
             result = self.engine.control(op, args)
         except FramecryptError as e:
             return [wire.pack(wire.ACK, seq, False, type(e).__name__, str(e))]
+        except Exception as e:  # malformed arguments: answer, so nothing waits forever
+            return [wire.pack(wire.ACK, seq, False, "ProtocolError", type(e).__name__)]
         return [wire.pack(wire.ACK, seq, True, *result)]
 
     def _batch(self, msg: list[Any], parts: Sequence[Buffer]) -> list[Parts]:

@@ -409,6 +409,16 @@ class ReceiverContext:
         if self._slots.pop(kid, None) is None:
             raise UnknownKey(kid)
 
+    def raise_replay_floor(self, kid: int, ctr: int) -> None:
+        """Refuse counters up to ``ctr`` for ``kid`` from now on (state handed over from
+        another receiver). Raises :class:`UnknownKey` if ``kid`` is not held."""
+        slot = self._slots.get(kid)
+        if slot is None:
+            raise UnknownKey(kid)
+        window = self._window_of(slot)
+        if window is not None:
+            window.raise_floor(ctr)
+
     def add_source(self, source: KeySource) -> None:
         """Consult ``source`` for KIDs this context does not hold."""
         self._sources.append(source)

@@ -60,6 +60,16 @@ class ReplayWindow:
         elif -diff < self.size:
             self._bitmap |= 1 << -diff
 
+    def raise_floor(self, ctr: int) -> None:
+        """Treat every counter up to ``ctr`` as already seen (a handover when the window
+        itself is not available: conservative, late frames at or below ``ctr`` are
+        refused). Never lowers the window."""
+        if ctr > self._highest:
+            self._highest = ctr
+            self._bitmap = self._mask
+        else:  # mark [highest - size + 1, ctr] as seen: bits from highest - ctr upward
+            self._bitmap |= self._mask & ~((1 << (self._highest - ctr)) - 1)
+
     def __contains__(self, ctr: object) -> bool:
         """Whether ``ctr`` was accepted and is still inside the window."""
         if not isinstance(ctr, int):
