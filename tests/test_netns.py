@@ -89,8 +89,9 @@ def test_workers_across_namespaces_cut_link_join_and_refuse(netns: dict[str, str
     assert out["counters_in_order"] is True
     assert out["worker_deaths"] >= 1 and out["redispatched"] > 0
     assert out["detect_cut_s"] < 0.1 * 5 + 2.0
-    assert out["remote_ready"] == 2  # w2 and w3; w1 cut off, the stranger refused
+    assert out["remote_ready"] == 3  # w2, w3 and w1 back as a new worker; no stranger
     assert not any("stranger" in n for n in out["names"])
+    assert sum(1 for n in out["names"] if "-w1-" in n) == 1
     assert out["participants_moved"] > 0
     done = out["frames_done_by_slot"]
     assert sum(v for k, v in done.items() if "w3" in k) > 0

@@ -104,6 +104,13 @@ async def main() -> dict[str, object]:
             await until(lambda: remote_ready(pool) == 2, 30)
             await until(lambda: not pool._moving, 10)
             out["fps_w2_w3_remote"] = await stream(pool, 3, 5)
+            # w1's link comes back: it reconnects (back-off) and joins as a new worker
+            subprocess.run(["ip", "link", "set", link1, "up"], check=True)
+            t_up = time.monotonic()
+            await until(lambda: remote_ready(pool) == 3, 60)
+            out["rejoin_s"] = time.monotonic() - t_up
+            await until(lambda: not pool._moving, 10)
+            out["fps_3_remote"] = await stream(pool, 3, 6)
             st = pool.stats()
             out["remote_ready"] = remote_ready(pool)
             out["names"] = [w["name"] for w in st["workers"] if w["state"] == "ready"]
