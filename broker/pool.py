@@ -848,7 +848,10 @@ class Pool:
         run = _Run(op, pidx, group, self._loop.time())
         streams = run.streams
         rframes, ridx, rcount = run.frames, run.idx, run.counters
-        kid = self._send_kid(pidx) if self.format == "sframe" else -1
+        # SFrame: one counter per participant across its KIDs. A per-KID counter read
+        # from the directory would be wrong while a set_key is in flight (frames queued
+        # behind it are sealed under the new KID), and could then repeat a CTR under it.
+        sframe = self.format == "sframe"
         t_inline = time.perf_counter() if inline_ok else 0.0
         for i, frame in enumerate(frames):
             idx = offset + i
@@ -864,7 +867,7 @@ class Pool:
             ssrc = frame.ssrc
             counter = 0
             if op == ENCRYPT:
-                key = (pidx, kid if kid >= 0 else ssrc)
+                key = (pidx, -1 if sframe else ssrc)
                 counter = counters.get(key, 0)
                 counters[key] = counter + 1
             if inline_ok and ssrc not in streams and (pidx, ssrc) not in pending and \
@@ -890,10 +893,6 @@ class Pool:
             self._pending_runs[pidx] = self._pending_runs.get(pidx, 0) + 1
             self.counters["frames_pool"] += n
             self._schedule_flush()
-
-    def _send_kid(self, pidx: int) -> int:
-        d = self._directory.get(pidx)
-        return int(d["current"]) if d else 0
 
     def _inline_allowed(self, pidx: int) -> bool:
         if self.placement == "pool" or self._controls_pending.get(pidx):

@@ -364,3 +364,27 @@ def test_sframe_replay_floor_survives_a_worker_restart() -> None:
             assert type(e.value).__name__ == "ReplayedFrame"
             assert await pool.decrypt("s", Frame(sealed[45], "vp8")) == b"frame 45"
     run(main)
+
+
+def test_sframe_counters_never_repeat_under_a_key_across_a_kid_switch() -> None:
+    """Frames queued behind a set_key that switches the KID are sealed under the new
+    KID; their counters must still never repeat under it."""
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm", format="sframe", placement="pool") as pool:
+            k1, k2 = bytes(range(16)), bytes(range(16, 32))
+            await pool.set_key("s", k1, index=1)
+            a = asyncio.ensure_future(pool.encrypt_many("s", frames(100, seed=1, ssrc=1)))
+            b = asyncio.ensure_future(pool.set_key("s", k2, index=2))
+            c = asyncio.ensure_future(pool.encrypt_many("s", frames(100, seed=2, ssrc=1)))
+            d = asyncio.ensure_future(pool.encrypt_many("s", frames(100, seed=3, ssrc=1)))
+            sealed = (await a) + [*(await asyncio.gather(b, c, d))[1], *(await d)]
+            sealed += await pool.encrypt_many("s", frames(300, seed=4, ssrc=1))  # after
+            seen: set[tuple[int, int]] = set()
+            for s in sealed:
+                kid, _, _ = sframe.decode_header(s)
+                base = k1 if kid == 1 else k2
+                got_kid, ctr, _ = sframe.unprotect(4, base, s)
+                assert (got_kid, ctr) not in seen
+                seen.add((got_kid, ctr))
+    run(main)
