@@ -233,6 +233,12 @@ class Pool:
             sif_trailer=s.livekit.sif_trailer_bytes or b"", suite=s.sframe.suite,
         )
         self._local = Engine(self._engine_cfg)
+        # Nonces must not repeat across broker restarts either (keys often outlive a
+        # process). LiveKit/Jitsi "counter" IVs are ssrc || epoch || counter, with a
+        # random 32-bit epoch per pool instead of the RTP timestamp; SFrame counters
+        # start at a random 48-bit offset per participant.
+        self._epoch = secrets.randbits(32)
+        self._iv_epoch = self.format != "sframe" and s.livekit.iv == "counter"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = [_Slot(i) for i in range(self._n)]
         self._slot_names = [sl.name for sl in self._slots]  # members: who may own
@@ -868,7 +874,9 @@ class Pool:
             counter = 0
             if op == ENCRYPT:
                 key = (pidx, -1 if sframe else ssrc)
-                counter = counters.get(key, 0)
+                counter = counters.get(key, -1)
+                if counter < 0:
+                    counter = secrets.randbits(48) if sframe else 0
                 counters[key] = counter + 1
             if inline_ok and ssrc not in streams and (pidx, ssrc) not in pending and \
                     self._try_inline(pidx, frame, op, counter, group, idx, size):
@@ -921,7 +929,8 @@ class Pool:
         try:
             if op == ENCRYPT:
                 result: bytes | None = self._local.seal(
-                    pidx, frame.data, frame.codec, frame.keyframe, frame.ssrc, frame.timestamp,
+                    pidx, frame.data, frame.codec, frame.keyframe, frame.ssrc,
+                    self._epoch if self._iv_epoch else frame.timestamp,
                     counter)
             else:
                 result = self._local.try_open(pidx, frame.data, frame.codec, frame.keyframe)
@@ -1064,6 +1073,7 @@ class Pool:
         pack = wire.REQ.pack_into
         codec_ids = wire.CODEC_ID
         pos, opos, k = roff, ooff, 0
+        epoch = self._epoch if self._iv_epoch else -1
         for run, a, b in segments:
             op, pidx, frames, counters, attempts = (run.op, run.pidx, run.frames,
                                                      run.counters, run.attempts)
@@ -1076,7 +1086,8 @@ class Pool:
                 if view is not None:
                     view[pos : pos + size] = data
                 pack(desc, k, op, codec_ids[f.codec], 1 if f.keyframe else 0, pidx,
-                     f.ssrc & 0xFFFFFFFF, f.timestamp & 0xFFFFFFFF, counters[i], pos, size,
+                     f.ssrc & 0xFFFFFFFF, epoch if epoch >= 0 else f.timestamp & 0xFFFFFFFF,
+                     counters[i], pos, size,
                      opos, cap)
                 attempts[i] += 1
                 pos += size

@@ -89,7 +89,9 @@ def test_sframe_format_through_the_pool() -> None:
                 kid, ctr, pt = sframe.unprotect(5, base, s)
                 assert (kid, pt) == (7, f.data)
                 ctrs.append(ctr)
-            assert ctrs == list(range(200))  # broker-owned counters, in order
+            # broker-owned counters, consecutive from a random 48-bit start (so a restarted
+            # broker does not repeat them under the same key)
+            assert ctrs == list(range(ctrs[0], ctrs[0] + 200)) and ctrs[0] < 2**48
             assert await pool.decrypt_many("s", [Frame(s, "vp8") for s in sealed]) == \
                 [f.data for f in fs]
             with pytest.raises(Exception) as e:  # replayed: the receiver's window refuses
@@ -388,3 +390,21 @@ def test_sframe_counters_never_repeat_under_a_key_across_a_kid_switch() -> None:
                 assert (got_kid, ctr) not in seen
                 seen.add((got_kid, ctr))
     run(main)
+
+
+@pytest.mark.parametrize("fmt", ["livekit", "sframe"])
+def test_nonces_do_not_repeat_across_broker_restarts(fmt: str) -> None:
+    """Keys outlive processes: a new pool with the same key must not reuse IVs/CTRs."""
+    def nonces(sealed: list[bytes]) -> set[bytes]:
+        if fmt == "sframe":
+            return {sframe.decode_header(s)[1].to_bytes(8, "big") for s in sealed}
+        return {iv_of(s) for s in sealed}
+
+    async def one() -> set[bytes]:
+        async with Pool(workers=1, transport="inline", format=fmt) as pool:
+            await pool.set_key("k", key_for("k"))
+            return nonces(await pool.encrypt_many("k", frames(200, seed=1, ssrc=5)))
+
+    first, second = run(one), run(one)
+    assert len(first) == len(second) == 200
+    assert not first & second
