@@ -313,3 +313,13 @@ def test_sigkilled_broker_leaves_no_orphans_and_next_start_sweeps() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_workers_never_dump_core() -> None:
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm") as pool:
+            pid = pool.worker_pids()[0]
+            with open(f"/proc/{pid}/limits") as f:
+                line = next(x for x in f if x.startswith("Max core file size"))
+            assert line.split()[4:6] == ["0", "0"], line
+    run(main)

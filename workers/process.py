@@ -23,6 +23,16 @@ from framecrypt.broker import wire
 from framecrypt.workers.service import WorkerService
 
 
+def _no_core_dumps() -> None:
+    """A worker holds keys: it never writes a core dump (DESIGN invariant 5)."""
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+
+
 def _die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
@@ -132,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--liveness", type=int, default=4)
     p.add_argument("--parent", type=int, default=None)
     a = p.parse_args(argv)
+    _no_core_dumps()
     if a.parent is not None:
         _die_with_parent()
         if os.getppid() != a.parent:
