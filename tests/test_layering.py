@@ -14,6 +14,8 @@ PURE = [
     "framecrypt.errors",
     "framecrypt.workers.sframe",
     "framecrypt.workers.livekit",
+    "framecrypt.keys.olm",
+    "framecrypt.keys.policy",
 ]
 FORBIDDEN = ["asyncio", "zmq", "msgpack", "threading", "multiprocessing", "uvloop", "aiortc"]
 
