@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := tests/interop/node_modules/.installed-stamp
 
-.PHONY: demo test lint bench install node clean
+.PHONY: demo test lint bench install node browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 
 node: $(NODE_STAMP)
 
+# Headless Chromium (Debian package) for the real-browser test; without root or apt it
+# is skipped locally with a reason (CI runs as root and never skips it).
+browser:
+	@.ci/install-chromium || echo "chromium not installed: the browser test will be skipped"
+
 demo: $(STAMP)
 	$(BIN)/framecrypt demo
 
@@ -31,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	MYPY=$(BIN)/mypy .ci/typecheck
 
-test: $(STAMP) node lint
+test: $(STAMP) node browser lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
