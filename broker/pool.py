@@ -1156,8 +1156,9 @@ class Pool:
 
     # --- receiving ----------------------------------------------------------------------
 
-    def _on_readable(self) -> None:
-        sock = self._sock
+    def _drain(self, sock: zmq.Socket[bytes] | None,
+               handle: Callable[[bytes, list[memoryview]], None]) -> None:
+        """Read everything a socket has, without blocking (its FD is edge-triggered)."""
         if sock is None:
             return
         while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
@@ -1168,27 +1169,20 @@ class Pool:
             if len(msg) < 2:
                 self.counters["protocol_errors"] += 1
                 continue
-            self._on_message(msg[0].bytes, [m.buffer for m in msg[1:]])
+            handle(msg[0].bytes, [m.buffer for m in msg[1:]])
+
+    def _on_readable(self) -> None:
+        self._drain(self._sock, self._on_message)
 
     def _on_remote_readable(self) -> None:
-        sock = self._remote_sock
-        if sock is None:
-            return
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            try:
-                msg = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            if len(msg) < 2:
-                self.counters["protocol_errors"] += 1
-                continue
-            identity = msg[0].bytes
-            parts = [m.buffer for m in msg[1:]]
-            sl = self._remote_by_identity.get(identity)
-            if sl is None:
-                self._remote_join(identity, parts)
-            else:
-                self._handle(sl, parts)
+        self._drain(self._remote_sock, self._on_remote_message)
+
+    def _on_remote_message(self, identity: bytes, parts: list[memoryview]) -> None:
+        sl = self._remote_by_identity.get(identity)
+        if sl is None:
+            self._remote_join(identity, parts)
+        else:
+            self._handle(sl, parts)
 
     def _remote_join(self, identity: bytes, parts: Sequence[bytes | memoryview]) -> None:
         """A new remote worker (first message must be READY): a new slot, a member of

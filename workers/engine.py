@@ -191,8 +191,10 @@ class Engine:
 
     # --- frames -----------------------------------------------------------------------
 
-    def seal_into(self, pidx: int, data: memoryview, codec: str, keyframe: bool, ssrc: int,
-                  ts: int, counter: int, out: memoryview) -> int:
+    def _sender(self, pidx: int, ssrc: int, ts: int,
+                counter: int) -> tuple[SFrameKey | None, Any, bytes]:
+        """What sealing needs: the SFrame key, or the AES-GCM object and the packed
+        ``IV ‖ 0x0C ‖ KID`` trailer. Typed errors for a missing key or counter."""
         p = self.participants.get(pidx)
         if p is None:
             raise UnknownKey(0)
@@ -202,7 +204,7 @@ class Engine:
                 raise UnknownKey(p.send_kid)
             if counter > key.ctr_limit:
                 raise CounterExhausted(p.send_kid)
-            return key.protect_into(counter, data, out)
+            return key, None, b""
         cryptor = p.cryptor
         assert cryptor is not None
         index = cryptor.ring.current_index
@@ -211,30 +213,22 @@ class Engine:
             raise UnknownKey(index)
         trailer = _TRAILER.pack(ssrc & U32, ts & U32, self._iv_word(ts, counter, index),
                                 lkframe.IV_LENGTH, index)
-        return lkframe.seal_into(ks.aead, data, codec, keyframe, trailer, out, self.jitsi)
+        return None, ks.aead, trailer
+
+    def seal_into(self, pidx: int, data: memoryview, codec: str, keyframe: bool, ssrc: int,
+                  ts: int, counter: int, out: memoryview) -> int:
+        key, aead, trailer = self._sender(pidx, ssrc, ts, counter)
+        if key is not None:
+            return key.protect_into(counter, data, out)
+        return lkframe.seal_into(aead, data, codec, keyframe, trailer, out, self.jitsi)
 
     def seal(self, pidx: int, data: bytes, codec: str, keyframe: bool, ssrc: int, ts: int,
              counter: int) -> bytes:
         """Like :meth:`seal_into` but returns bytes (the broker's inline path)."""
-        p = self.participants.get(pidx)
-        if p is None:
-            raise UnknownKey(0)
-        if self.sframe:
-            key = p.send_keys.get(p.send_kid)
-            if key is None:
-                raise UnknownKey(p.send_kid)
-            if counter > key.ctr_limit:
-                raise CounterExhausted(p.send_kid)
+        key, aead, trailer = self._sender(pidx, ssrc, ts, counter)
+        if key is not None:
             return key.protect(counter, data)
-        cryptor = p.cryptor
-        assert cryptor is not None
-        index = cryptor.ring.current_index
-        ks = cryptor.ring.get(index)
-        if ks is None:
-            raise UnknownKey(index)
-        trailer = _TRAILER.pack(ssrc & U32, ts & U32, self._iv_word(ts, counter, index),
-                                lkframe.IV_LENGTH, index)
-        return lkframe.seal_trailer(ks.aead, data, codec, keyframe, trailer, self.jitsi)
+        return lkframe.seal_trailer(aead, data, codec, keyframe, trailer, self.jitsi)
 
     def _iv_word(self, ts: int, counter: int, index: int) -> int:
         if self.config.iv == "counter":

@@ -106,15 +106,20 @@ def normalize_start_codes(header: bytes) -> bytes:
         if q == 0 or header[q - 1] != 0:
             positions.append(q)
         pos = q + 3
-    if not positions:
-        return header
+    return _splice(header, positions, b"\x00")
+
+
+def _splice(data: bytes, cuts: list[int], insert: bytes) -> bytes:
+    """``data`` with ``insert`` placed before each offset in ``cuts`` (ascending)."""
+    if not cuts:
+        return data
     parts: list[bytes] = []
     last = 0
-    for q in positions:
-        parts.append(header[last:q])
-        last = q
-    parts.append(header[last:])
-    return b"\x00".join(parts)
+    for c in cuts:
+        parts.append(data[last:c])
+        last = c
+    parts.append(data[last:])
+    return insert.join(parts)
 
 
 def escape(data: Buffer) -> bytes:
@@ -132,15 +137,7 @@ def escape(data: Buffer) -> bytes:
             pos = p + 2
         else:
             pos = p + 3
-    if not cuts:
-        return b
-    parts: list[bytes] = []
-    last = 0
-    for c in cuts:
-        parts.append(b[last:c])
-        last = c
-    parts.append(b[last:])
-    return b"\x03".join(parts)
+    return _splice(b, cuts, b"\x03")
 
 
 def needs_unescape(data: Buffer) -> bool:
