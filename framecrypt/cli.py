@@ -1,7 +1,12 @@
 """``framecrypt`` command line.
 
-``framecrypt demo`` (the default) seals and opens real encoded frames in every
-format and prints a table; it needs no flags.
+``framecrypt demo`` (the default) runs an end-to-end encrypted room: Python
+participants (aiortc) send a test pattern and a tone through an untrusted relay
+process that has no keys; every frame is sealed and opened in a framecrypt pool. It
+needs no flags, runs about 10 s and writes a report folder.
+
+``framecrypt formats`` seals and opens real encoded frames in every format and prints
+a table of sizes and timings.
 """
 
 from __future__ import annotations
@@ -156,7 +161,7 @@ def print_table(rows: Sequence[Row], out: TextIO = sys.stdout) -> None:
             print("  ".join("-" * w for w in widths), file=out)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_formats(args: argparse.Namespace) -> int:
     from framecrypt.tuning import tune_allocator
 
     tune_allocator()
@@ -196,7 +201,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Join a running pool from another host."""
     import signal
 
-    from framecrypt.workers.process import run_remote
+    from framecrypt.workers.process import _no_core_dumps, run_remote
+
+    _no_core_dumps()
 
     if not args.connect.startswith("tcp://"):
         print("framecrypt worker: --connect must be tcp://HOST:PORT", file=sys.stderr)
@@ -213,15 +220,76 @@ def cmd_worker(args: argparse.Namespace) -> int:
                       interval=args.interval, liveness=args.liveness, stop=lambda: stopping)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from framecrypt.demo.room import DemoOptions, run
+    from framecrypt.demo.ui import LiveView
+
+    if not 2 <= args.participants <= 16:
+        print("--participants must be 2..16", file=sys.stderr)
+        return 2
+    live = sys.stdout.isatty() if args.live is None else args.live
+    options = DemoOptions(participants=args.participants, duration=args.duration,
+                          wrong_key=args.wrong_key, workers=args.workers,
+                          report_dir=Path(args.report),
+                          json_path=Path(args.json) if args.json else None, live=live)
+    names = ", ".join(options.names()) + (" + mallory (wrong key)" if args.wrong_key else "")
+    print(f"framecrypt {__version__}: {names} join one room through an untrusted relay; "
+          f"every frame sealed in a pool of {args.workers} workers ({args.duration:g} s)")
+    view = LiveView(live=live)
+    try:
+        with view:
+            result = asyncio.run(run(options, view))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except TimeoutError:
+        print("FAILED: the participants did not connect to the relay in time", file=sys.stderr)
+        return 1
+    view.final()
+    s = result.summary
+    print(f"\nrelay: {s['relay']['frames_forwarded']} frames forwarded, "
+          f"{s['relay']['frames_decodable']} decodable without keys")
+    for p in s["participants"]:
+        print(f"  {p['name']:<8} sent {p['frames_sent']:>4}  decoded {p['frames_decoded']:>4}"
+              f"  PSNR {p['psnr_db'] if p['psnr_db'] is not None else '-'} dB  ({p['key']} key)")
+    print(f"report: {options.report_dir}/ (summary.json, relay-vs-participant.png, README.md)"
+          + (f"; JSON: {args.json}" if args.json else ""))
+    if s["interrupted"]:
+        print("interrupted: partial report written", file=sys.stderr)
+        return 130
+    if not result.ok:
+        print("FAILED: " + "; ".join(s["checks_failed"]), file=sys.stderr)
+        return 1
+    print("OK: every participant with the key decoded every other one; the relay decoded "
+          "nothing" + ("; mallory (wrong key) decoded nothing" if args.wrong_key else ""))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="framecrypt", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"framecrypt {__version__}")
     sub = p.add_subparsers(dest="command")
-    d = sub.add_parser("demo", help="seal/open real frames in every format (default)")
-    d.add_argument("--reps", type=int, default=200, help="timing repetitions per case")
-    d.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    d = sub.add_parser("demo", help="an E2EE room through an untrusted relay (default)")
+    d.add_argument("--participants", type=int, default=3, help="Python participants (3)")
+    d.add_argument("--duration", type=float, default=8.0,
+                   help="seconds of media once everyone is connected (8)")
+    d.add_argument("--wrong-key", action="store_true",
+                   help="add mallory, who joins with a wrong key and decodes nothing")
+    d.add_argument("--workers", type=int, default=2, help="crypto worker processes (2)")
+    d.add_argument("--report", metavar="DIR", default="report",
+                   help="report folder (report/)")
+    d.add_argument("--json", metavar="PATH", help="also write the JSON summary here")
+    d.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="live table (default: when stdout is a terminal)")
     d.set_defaults(func=cmd_demo)
+    f = sub.add_parser("formats", help="seal/open real frames in every format, print a table")
+    f.add_argument("--reps", type=int, default=200, help="timing repetitions per case")
+    f.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    f.set_defaults(func=cmd_formats)
     k = sub.add_parser("keygen", help="write a CURVE key pair (NAME.key, NAME.key_secret 0600)")
     k.add_argument("name")
     k.add_argument("--dir", default=".", help="where to write the files")
@@ -234,6 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--interval", type=float, default=0.25, help="heartbeat interval (s)")
     w.add_argument("--liveness", type=int, default=4, help="missed beats before reconnect")
     w.set_defaults(func=cmd_worker)
+    from framecrypt import bench
+
+    b = sub.add_parser("bench", help="benchmark harness (--smoke, --full, --json PATH)",
+                       description=bench.DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(b)
+    b.set_defaults(func=bench.run)
     args = p.parse_args(argv)
     if args.command is None:
         args = p.parse_args(["demo", *(argv or [])])

@@ -78,17 +78,23 @@ def test_remote_workers_join_move_participants_and_survive_a_kill(keys: Path) ->
                 await until(lambda: pool.stats()["participants_moved"] > 0, 10)
                 # the stranger's key is not allowed: it never joins
                 procs.append(start_worker(keys, "stranger", endpoint))
-                # a stream through everyone; kill one remote worker in the middle
+                # a stream through everyone; kill one remote worker in the middle: hold
+                # both (SIGSTOP) so frames are surely in flight there, kill one, resume
+                for pr in procs[:2]:
+                    pr.send_signal(signal.SIGSTOP)
                 fs = {p: frames(300, seed=100 + i, ssrc=i) for i, p in enumerate(people)}
                 tasks = {p: asyncio.ensure_future(
                     pool.encrypt_many(p, fs[p], return_exceptions=True)) for p in people}
                 await until(lambda: any(w["frames_in_flight"] for w in remote_ready(pool)), 10)
-                victim = procs[0]
+                busy = next(str(w["name"]) for w in remote_ready(pool) if w["frames_in_flight"])
+                victim, other = (procs[0], procs[1]) if "-w1-" in busy else (procs[1], procs[0])
                 victim.send_signal(signal.SIGKILL)
+                other.send_signal(signal.SIGCONT)
                 results = {p: await t for p, t in tasks.items()}
+                await until(lambda: pool.stats()["worker_deaths"] >= 1, 10)
                 st = pool.stats()
-                assert st["worker_deaths"] >= 1
-                assert len(remote_ready(pool)) == 1, st["workers"]  # w2 (the stranger never got in)
+                assert st["redispatched"] > 0
+                assert len(remote_ready(pool)) == 1, st["workers"]  # the stranger never got in
                 remote_done = sum(int(w["frames_done"]) for w in st["workers"] if w["remote"])
                 assert remote_done > 0
                 for i, p in enumerate(people):
