@@ -234,10 +234,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     options = DemoOptions(participants=args.participants, duration=args.duration,
                           wrong_key=args.wrong_key, workers=args.workers,
                           report_dir=Path(args.report),
-                          json_path=Path(args.json) if args.json else None, live=live)
+                          json_path=Path(args.json) if args.json else None, live=live,
+                          verify=args.verify, churn=args.churn)
     names = ", ".join(options.names()) + (" + mallory (wrong key)" if args.wrong_key else "")
     print(f"framecrypt {__version__}: {names} join one room through an untrusted relay; "
           f"every frame sealed in a pool of {args.workers} workers ({args.duration:g} s)")
+    print("keys: Olm key exchange (framecrypt.keys) over the demo's signaling server, an "
+          "in-process bus; the relay sees only RTP"
+          + (f"; {options.joiner()} joins late, {options.leaver()} leaves"
+             if options.joiner() else ""))
     view = LiveView(live=live)
     try:
         with view:
@@ -255,6 +260,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for p in s["participants"]:
         print(f"  {p['name']:<8} sent {p['frames_sent']:>4}  decoded {p['frames_decoded']:>4}"
               f"  PSNR {p['psnr_db'] if p['psnr_db'] is not None else '-'} dB  ({p['key']} key)")
+    from framecrypt.demo.report import key_lines
+
+    enc = sys.stdout.encoding or "utf-8"
+    for line in key_lines(s):
+        print(line.encode(enc, "replace").decode(enc, "replace"))
     print(f"report: {options.report_dir}/ (summary.json, relay-vs-participant.png, README.md)"
           + (f"; JSON: {args.json}" if args.json else ""))
     if s["interrupted"]:
@@ -285,6 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--json", metavar="PATH", help="also write the JSON summary here")
     d.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="live table (default: when stdout is a terminal)")
+    d.add_argument("--verify", action="store_true",
+                   help="SAS verification between every pair: print the 7 emoji")
+    d.add_argument("--churn", action=argparse.BooleanOptionalAction, default=True,
+                   help="the last participant joins late and the second leaves, to show "
+                        "key rotation (default; 3+ participants)")
     d.set_defaults(func=cmd_demo)
     f = sub.add_parser("formats", help="seal/open real frames in every format, print a table")
     f.add_argument("--reps", type=int, default=200, help="timing repetitions per case")

@@ -25,7 +25,8 @@ def _run(args: list[str], tmp: Path, timeout: float = 50) -> subprocess.Complete
 
 def test_demo_room_json_summary(tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
-    proc = _run(["demo", "--duration", "3", "--json", str(out), "--report", "rep"], tmp_path)
+    proc = _run(["demo", "--duration", "3", "--no-churn", "--json", str(out), "--report",
+                 "rep"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = json.loads(out.read_text())
     assert [p["name"] for p in s["participants"]] == ["alice", "bob", "carol"]
@@ -48,6 +49,52 @@ def test_demo_room_json_summary(tmp_path: Path) -> None:
     assert (rep / "relay-vs-participant.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((rep / "summary.json").read_text()) == s
     assert "OK:" in proc.stdout
+    # keys came over Olm on the demo's signaling bus; nobody joined or left
+    assert s["signaling"]["messages"] > 0 and s["signaling"]["refused"] == 0
+    assert s["sas"] == [] and s["rotations"] == [] and s["leaver"] is None
+
+
+def test_demo_verify_join_leave(tmp_path: Path) -> None:
+    """--verify: matching SAS emoji per pair; carol joins late (the others ratchet), bob
+    leaves (the others rotate): everyone left decodes the new keys, bob decodes none."""
+    out = tmp_path / "s.json"
+    proc = _run(["demo", "--verify", "--duration", "10", "--json", str(out), "--report",
+                 "rep"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads(out.read_text())
+    assert s["ok"] is True, s["checks_failed"]
+    pairs = {tuple(v["pair"]): v for v in s["sas"]}
+    assert set(pairs) == {("alice", "bob"), ("alice", "carol"), ("bob", "carol")}
+    for v in pairs.values():
+        assert len(v["emoji_a"]) == 7 and v["emoji_a"] == v["emoji_b"], v
+        assert v["verified"] is True
+        assert " ".join(v["emoji_a"]) in proc.stdout
+    rot = s["rotations"]
+    assert {r["cause"] for r in rot} >= {"join", "leave"}
+    assert all(set(r) >= {"cause", "key_index", "switched_at_s"} for r in rot)
+    times = [r["switched_at_s"] for r in rot]
+    assert times == sorted(times)
+    joins = [r for r in rot if r["cause"] == "join"]
+    leaves = [r for r in rot if r["cause"] == "leave"]
+    assert {r["participant"] for r in joins} == {"alice", "bob"}
+    assert {r["participant"] for r in leaves} == {"alice", "carol"}
+    assert max(r["switched_at_s"] for r in joins) < min(r["switched_at_s"] for r in leaves)
+    assert all(r["key_index"] == 1 for r in leaves)
+    people = {p["name"]: p for p in s["participants"]}
+    assert people["carol"]["joined_at_s"] < joins[0]["switched_at_s"]
+    assert people["bob"]["left_at_s"] < leaves[0]["switched_at_s"]
+    # every remaining participant decodes the other one on its new key
+    firsts = {(e["participant"], e["from"]) for e in s["timeline"]
+              if e["event"] == "first frame on the new key" and e["cause"] == "leave"}
+    assert firsts == {("alice", "carol"), ("carol", "alice")}
+    # the joiner decodes the others (only ever on their ratcheted keys)
+    assert {e["from"] for e in s["timeline"] if e["event"] == "first frame on the new key"
+            and e["cause"] == "join"} == {"alice", "bob"}
+    lv = s["leaver"]
+    assert lv["name"] == "bob" and lv["frames_decoded_after_switch"] == 0
+    assert lv["frames_rejected_after_switch"] > 30  # it still got the RTP, and opened none
+    assert lv["frames_decoded_before_switch"] > 30
+    assert "key timeline" in proc.stdout and "signaling:" in proc.stdout
 
 
 def test_demo_wrong_key_decodes_nothing(tmp_path: Path) -> None:

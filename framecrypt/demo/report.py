@@ -177,8 +177,47 @@ def markdown(s: dict[str, Any]) -> str:
         f"{pl['frames_in_workers']} in worker processes, {pl['frames_inline']} inline, "
         f"{pl['frames_failed']} failed {pl['errors_by_reason'] or ''}.",
         "",
+        *(["## Keys", "", "```", *key_lines(s), "```", ""] if s.get("signaling") else []),
         "Result: " + ("OK" if s["ok"] else "FAILED: " + "; ".join(s["checks_failed"])
                       if s["checks_failed"] else "interrupted"),
         "",
     ]
     return "\n".join(lines)
+
+
+def key_lines(s: dict[str, Any]) -> list[str]:
+    """The key exchange part of a summary as text: signaling, SAS, timeline, leaver."""
+    lines: list[str] = []
+    sig = s.get("signaling") or {}
+    if sig:
+        lines.append(f"signaling: {sig['messages']} Olm messages over the {sig['server']}")
+    for v in s.get("sas") or []:
+        a, b = v["pair"]
+        same = "match" if v["emoji_a"] == v["emoji_b"] else "DIFFER"
+        lines.append(f"SAS {a} <-> {b} ({same}{', verified' if v.get('verified') else ''}):")
+        lines.append(f"  {a:<8} {' '.join(v['emoji_a'])}  "
+                     f"{' '.join(map(str, v['decimals_a']))}  ({', '.join(v['names_a'])})")
+        lines.append(f"  {b:<8} {' '.join(v['emoji_b'])}  "
+                     f"{' '.join(map(str, v['decimals_b']))}")
+    if s.get("timeline"):
+        lines.append("key timeline (s after media start):")
+        for e in s["timeline"]:
+            what = {"join": "joins: Olm sessions to the others, its key sent over them",
+                    "leave": "leaves: stops sending, still subscribed at the relay",
+                    "media connected": "media connected through the relay",
+                    }.get(e["event"], e["event"])
+            extra = ""
+            if what == "switch":
+                what = "ratchets its key" if e["cause"] == "join" else "switches to a new key"
+                extra = f" (index {e['key_index']}, {e['cause']})"
+            elif what == "first frame on the new key":
+                extra = f" from {e['from']} ({e['cause']})"
+            lines.append(f"  {e['t_s']:6.2f}  {e['participant']} {what}{extra}")
+    lv = s.get("leaver")
+    if lv:
+        lines.append(
+            f"{lv['name']} left at {lv['left_at_s']} s, the others switched by "
+            f"{lv['switched_at_s']} s: it decoded {lv['frames_decoded_after_switch']} frames "
+            f"sealed after the switch, rejected {lv['frames_rejected_after_switch']} "
+            f"(decoded {lv['frames_decoded_before_switch']} before)")
+    return lines

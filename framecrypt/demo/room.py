@@ -6,6 +6,13 @@ Each participant has one ``RTCPeerConnection`` to the relay: it sends a test pat
 :class:`~framecrypt.webrtc.SenderTransform`; it receives every other sender's video and
 audio, opened by a :class:`~framecrypt.webrtc.ReceiverTransform` before decoding. All
 keys live in this process's pool; the relay never gets any.
+
+The keys come from :mod:`framecrypt.keys` (see :mod:`framecrypt.demo.keyroom`): each
+participant's :class:`~framecrypt.keys.PoolDriver` exchanges them over Olm on an
+in-process signaling bus. With three or more participants the last one joins late
+(at 30 % of the run: the others ratchet) and the second one leaves (at 65 %: the
+others rotate to a new key); the leaver stays subscribed at the relay and is shown to
+open nothing sealed under the new keys.
 """
 
 from __future__ import annotations
@@ -28,10 +35,9 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from framecrypt.demo import media
+from framecrypt.demo.keyroom import KeyRoom, TrackedReceiver
 from framecrypt.webrtc import (
-    ReceiverTransform,
     SenderTransform,
-    attach_receiver,
     attach_sender,
     local_configuration,
     loopback_only,
@@ -42,6 +48,7 @@ NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 INTRUDER = "mallory"
 SCORE_EVERY = 10  # PSNR of every 10th decoded frame (pure Python: ~10 ms each)
 CONNECT_TIMEOUT_S = 20.0
+JOIN_AT, LEAVE_AT = 0.30, 0.65  # of the duration
 
 
 @dataclass
@@ -55,9 +62,17 @@ class DemoOptions:
     report_dir: Path = Path("report")
     json_path: Path | None = None
     live: bool | None = None  # None: when stdout is a terminal
+    verify: bool = False  # SAS between every pair
+    churn: bool = True  # one joins late, one leaves (3+ participants)
 
     def names(self) -> list[str]:
         return [NAMES[i] if i < len(NAMES) else f"p{i + 1}" for i in range(self.participants)]
+
+    def joiner(self) -> str | None:
+        return self.names()[-1] if self.churn and self.participants >= 3 else None
+
+    def leaver(self) -> str | None:
+        return self.names()[1] if self.churn and self.participants >= 3 else None
 
 
 @dataclass
@@ -66,8 +81,8 @@ class RemoteView:
 
     source: str
     expected_hz: float
-    video: ReceiverTransform | None = None
-    audio: ReceiverTransform | None = None
+    video: TrackedReceiver | None = None
+    audio: TrackedReceiver | None = None
     frames_decoded: int = 0
     audio_frames_decoded: int = 0
     psnrs: list[float] = field(default_factory=list)
@@ -128,8 +143,10 @@ class Participant:
             ra = pc.addTransceiver("audio", "recvonly")
             prefer_codecs(ra, "opus")
             key_ctx = f"{self.name}<-{other}"
-            view.video = attach_receiver(rv.receiver, self.pool, key_ctx)
-            view.audio = attach_receiver(ra.receiver, self.pool, key_ctx)
+            view.video = TrackedReceiver(self.pool, key_ctx)
+            view.video.attach(rv.receiver)
+            view.audio = TrackedReceiver(self.pool, key_ctx)
+            view.audio.attach(ra.receiver)
             self.remotes[other] = view
             recv.append((view, rv, ra))
 
@@ -209,6 +226,12 @@ class Participant:
     def failed_frames(self) -> int:
         return sum(r.stats.frames_failed for v in self.remotes.values()
                    for r in (v.video, v.audio) if r is not None)
+
+    def stop_sending(self) -> None:
+        """Leave: stop the outgoing tracks (the receivers stay subscribed)."""
+        for t in (self.video, self.audio):
+            if t is not None:
+                t.stop()
 
     async def close(self) -> None:
         for t in self.tasks:
@@ -315,25 +338,34 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
     senders = options.names()
     everyone = senders + ([INTRUDER] if options.wrong_key else [])
     tones = {n: tone_list(len(NAMES) + 1)[i] for i, n in enumerate(everyone)}
-    room_key = secrets.token_bytes(32)  # never printed
+    joiner, leaver = options.joiner(), options.leaver()
     relay = RelayProcess()
     participants: list[Participant] = []
     t_start = time.monotonic()
     t_media = t_start
-    pool = Pool(workers=options.workers, placement=options.placement)
+    # keys change under the receivers (join ratchet, leave rotation) while frames sealed
+    # under the old ones are still in flight: never mark a key invalid after failures
+    # (livekit's failureTolerance), as Jitsi and livekit's external key provider
+    pool = Pool(workers=options.workers, placement=options.placement,
+                livekit__failure_tolerance=-1)
+    keys = KeyRoom(pool)
+    churn = Churn(joiner, leaver)
     summary: dict[str, Any] = {}
     try:
         await pool.start()
         await relay.start(senders)
+        # the signaling server: Olm sessions and key-info between the members present
+        await keys.open([n for n in senders if n != joiner])
+        if options.verify:
+            await keys.verify([(a, b) for a in keys.present for b in keys.present if a < b])
         for i, name in enumerate(everyone):
-            bad = name == INTRUDER
-            key = secrets.token_bytes(32) if bad else room_key
-            if not bad:
-                await pool.set_key(name, key)
-            for other in senders:
-                if other != name:
-                    await pool.set_key(f"{name}<-{other}", key)
-            participants.append(Participant(name, i, not bad, senders, pool, options.fps))
+            if name == joiner:
+                continue
+            if name == INTRUDER:  # not in the key exchange: a key of her own making
+                for other in senders:
+                    await pool.set_key(f"{name}<-{other}", secrets.token_bytes(32))
+            participants.append(Participant(name, i, name != INTRUDER, senders, pool,
+                                            options.fps))
         await asyncio.gather(*(p.join(relay.join_call, tones) for p in participants))
         await asyncio.wait_for(asyncio.gather(*(p.connected.wait() for p in participants)),
                                CONNECT_TIMEOUT_S)
@@ -345,6 +377,25 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
             now = time.monotonic()
             if now >= deadline:
                 break
+            if joiner is not None and churn.joined_at is None \
+                    and now >= t_media + JOIN_AT * options.duration:
+                churn.joined_at = time.monotonic()
+                await keys.join(joiner)
+                p = Participant(joiner, everyone.index(joiner), True, senders, pool,
+                                options.fps)
+                participants.append(p)
+                await p.join(relay.join_call, tones)
+                await asyncio.wait_for(p.connected.wait(), CONNECT_TIMEOUT_S)
+                churn.connected_at = time.monotonic()
+                if options.verify:
+                    await keys.verify([(a, joiner) for a in keys.present if a != joiner])
+            if leaver is not None and churn.left_at is None \
+                    and now >= t_media + LEAVE_AT * options.duration:
+                churn.left_at = time.monotonic()
+                await keys.leave(leaver)
+                for p in participants:
+                    if p.name == leaver:
+                        p.stop_sending()
             if ui is not None:
                 rs = await _relay_stats(relay)
                 ui.update(snapshot(participants, pool, rs, now - t_media, options.duration))
@@ -355,16 +406,134 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
         rep = await relay.call({"op": "report", "dir": str(options.report_dir.resolve())})
         summary = report.summarize(participants, pool, rep["stats"], elapsed, options,
                                    interrupted=stop.is_set(), relay_view=rep.get("view"))
+        key_summary(summary, keys, participants, churn, t_media)
         if ui is not None:
             ui.update(snapshot(participants, pool, rep["stats"], elapsed, options.duration))
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
         await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
+        await keys.close()
         await relay.stop()
         await pool.close()
     report.write(summary, participants, options)
     return DemoResult(summary, bool(summary.get("ok")))
+
+
+@dataclass
+class Churn:
+    """Who joins late and who leaves, and when (``time.monotonic()``)."""
+
+    joiner: str | None
+    leaver: str | None
+    joined_at: float | None = None
+    connected_at: float | None = None
+    left_at: float | None = None
+
+
+def key_summary(summary: dict[str, Any], keys: KeyRoom, participants: list[Participant],
+                churn: Churn, t0: float) -> None:
+    """Add ``sas``, ``rotations``, ``timeline``, ``leaver`` and ``signaling`` to the
+    summary, and the key checks to ``checks_failed``."""
+    from framecrypt.keys import demo_report
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - t0, 3)
+
+    dr = demo_report(keys.drivers.values(), t0=t0)
+    checks: list[str] = summary.setdefault("checks_failed", [])
+    for s in dr["sas"]:
+        if s["emoji_a"] != s["emoji_b"]:
+            checks.append(f"SAS of {s['pair'][0]} and {s['pair'][1]} differ")
+    by_name = {p.name: p for p in participants}
+    timeline: list[dict[str, Any]] = []
+    ratchets = keys.switches("join")
+    rotations = keys.switches("leave")
+    if churn.joined_at is not None:
+        timeline.append({"t_s": rel(churn.joined_at), "event": "join",
+                         "participant": churn.joiner})
+        if churn.connected_at is not None:
+            timeline.append({"t_s": rel(churn.connected_at), "event": "media connected",
+                             "participant": churn.joiner})
+        for name, (index, at) in sorted(ratchets.items()):
+            timeline.append({"t_s": rel(at), "event": "switch", "participant": name,
+                             "cause": "join", "key_index": index})
+        j = by_name.get(churn.joiner or "")
+        if j is not None:  # the joiner only ever gets the ratcheted keys
+            for src, v in sorted(j.remotes.items()):
+                if v.video is not None and v.video.keys.first_any is not None:
+                    timeline.append({"t_s": rel(v.video.keys.first_any),
+                                     "event": "first frame on the new key",
+                                     "participant": churn.joiner, "from": src,
+                                     "cause": "join"})
+    leaver_info: dict[str, Any] | None = None
+    if churn.left_at is not None and churn.leaver is not None:
+        timeline.append({"t_s": rel(churn.left_at), "event": "leave",
+                         "participant": churn.leaver})
+        for name, (index, at) in sorted(rotations.items()):
+            timeline.append({"t_s": rel(at), "event": "switch", "participant": name,
+                             "cause": "leave", "key_index": index})
+        remaining = [p for p in participants if p.name in keys.present]
+        for p in remaining:
+            for src, v in sorted(p.remotes.items()):
+                if src not in rotations or v.video is None:
+                    continue
+                index = rotations[src][0] % keys.config.keyring_size
+                first = v.video.keys.first_opened.get(index)
+                n = v.video.keys.opened.get(index, 0)
+                if first is None:
+                    checks.append(f"{p.name} decoded no frame of {src} on its new key {index}")
+                else:
+                    timeline.append({"t_s": rel(first), "event": "first frame on the new key",
+                                     "participant": p.name, "from": src, "cause": "leave",
+                                     "key_index": index, "frames": n})
+        gone = by_name.get(churn.leaver)
+        opened = rejected = before = 0
+        per: dict[str, dict[str, int]] = {}
+        if gone is not None:
+            for src, v in gone.remotes.items():
+                if src not in rotations:
+                    continue
+                index = rotations[src][0] % keys.config.keyring_size
+                o = r = 0
+                for tr in (v.video, v.audio):
+                    if tr is not None:
+                        o += tr.keys.opened.get(index, 0)
+                        r += tr.keys.rejected.get(index, 0)
+                        before += sum(c for k, c in tr.keys.opened.items() if k != index)
+                per[src] = {"key_index": index, "frames_decoded": o, "frames_rejected": r}
+                opened += o
+                rejected += r
+        leaver_info = {
+            "name": churn.leaver, "left_at_s": rel(churn.left_at),
+            "switched_at_s": rel(max((at for _i, at in rotations.values()), default=None)),
+            "frames_decoded_after_switch": opened,
+            "frames_rejected_after_switch": rejected,
+            "frames_decoded_before_switch": before,
+            "from": per,
+        }
+        if opened:
+            checks.append(f"{churn.leaver} (left) decoded {opened} frames sealed after "
+                          "the others switched keys")
+        if not rotations:
+            checks.append(f"nobody rotated after {churn.leaver} left")
+    if churn.joiner is not None and churn.joined_at is not None and not ratchets:
+        checks.append(f"nobody ratcheted after {churn.joiner} joined")
+    timeline.sort(key=lambda e: (e["t_s"], e["event"]))
+    for p in summary.get("participants", []):
+        if p["name"] == churn.joiner:
+            p["joined_at_s"] = rel(churn.joined_at)
+        if p["name"] == churn.leaver:
+            p["left_at_s"] = rel(churn.left_at)
+    summary["signaling"] = {
+        "server": "in-process bus (Olm, framecrypt.keys); the relay saw only RTP",
+        "messages": keys.messages(), "refused": len(keys.errors),
+    }
+    summary["sas"] = dr["sas"]
+    summary["rotations"] = dr["rotations"]
+    summary["timeline"] = timeline
+    summary["leaver"] = leaver_info
+    summary["ok"] = not checks and not summary.get("interrupted", False)
 
 
 async def _relay_stats(relay: RelayProcess) -> dict[str, Any]:
