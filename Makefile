@@ -40,7 +40,8 @@ test: $(STAMP) node browser lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m framecrypt.bench.micro
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/framecrypt bench
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules build *.egg-info

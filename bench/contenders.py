@@ -113,6 +113,13 @@ class Contender:
         """(frames sealed/opened in the broker process, frames submitted) so far."""
         return None
 
+    def health(self) -> dict[str, int]:
+        """Counters of trouble so far (worker deaths, re-dispatches, …); {} if none."""
+        return {}
+
+    async def settle(self, timeout: float = 15.0) -> None:
+        """Wait until nothing is in flight and every worker is up (after overload)."""
+
 
 # --- bare AES-GCM: the floor ---------------------------------------------------------------
 
@@ -403,6 +410,29 @@ class PoolContender(Contender):
     def inline_counts(self) -> tuple[int, int]:
         st = [p.stats() for p in self.pools.values()]
         return (sum(s["frames_inline"] for s in st), sum(s["frames_submitted"] for s in st))
+
+    HEALTH_KEYS = ("worker_deaths", "worker_spawns", "redispatched", "worker_lost",
+                   "ring_full", "expired", "overloaded", "protocol_errors", "frames_failed",
+                   "control_errors")
+
+    def health(self) -> dict[str, int]:
+        out = dict.fromkeys(self.HEALTH_KEYS, 0)
+        for p in self.pools.values():
+            st = p.stats()
+            for k in self.HEALTH_KEYS:
+                out[k] += int(st.get(k, 0))
+        return out
+
+    async def settle(self, timeout: float = 15.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            sts = [p.stats() for p in self.pools.values()]
+            if all(st["frames_in_flight"] == 0 and all(w["state"] == "ready"
+                                                       for w in st["workers"])
+                   for st in sts):
+                return
+            await asyncio.sleep(0.05)
 
     # paced submitter -----------------------------------------------------------------------
 

@@ -139,8 +139,9 @@ def compile_runs(runs: list[dict[str, Any]], ops: int) -> dict[str, Any]:
 
 class _PacedState:
     def __init__(self) -> None:
-        self.done = self.errors = self.i = 0
+        self.done = self.errors = self.i = self.n = 0
         self.last = 0.0
+        self.aborted = False
         self.r_out = self.r_done = self.r_fail = self.r_skip = self.r_slots = 0
 
 
@@ -154,7 +155,13 @@ async def paced(c: Contender, wl: Workload, rate: float, duration: float,
     n = max(1, min(len(items), int(rate * duration)))
     lat: list[float] = []
     st = _PacedState()
+    st.n = n
     all_done: asyncio.Future[None] = loop.create_future()
+
+    # an overloaded path is not driven further than 20 ms of offered frames in flight
+    # (that is already p50 > 20 ms, "overloaded"): a deeper queue only measures its own
+    # length, and its bursts block the loop long enough to starve the pools' heartbeats
+    max_backlog = max(500, int(rate * 0.02))
 
     def record(sched: float, t_done: float | None = None, err: bool = False) -> None:
         t = time.monotonic() if t_done is None else t_done
@@ -162,7 +169,7 @@ async def paced(c: Contender, wl: Workload, rate: float, duration: float,
         st.done += 1
         st.errors += bool(err)
         st.last = max(st.last, t)
-        if st.done >= n and not all_done.done():
+        if st.done >= st.n and not all_done.done():
             all_done.set_result(None)
 
     t0 = time.monotonic() + 0.005
@@ -170,15 +177,21 @@ async def paced(c: Contender, wl: Workload, rate: float, duration: float,
     def tick() -> None:
         now = time.monotonic()
         i = st.i
-        while i < n:
+        while i < st.n:
             sched = t0 + i / rate
             if sched > now:
+                break
+            if i - st.done > max_backlog:
+                st.n = i  # give up: the rest is never submitted
+                st.aborted = True
+                if st.done >= st.n and not all_done.done():
+                    all_done.set_result(None)
                 break
             si, op = items[i]
             c.start_op(si, op, sched, record)
             i += 1
         st.i = i
-        if i < n:
+        if i < st.n:
             loop.call_at(t0 + i / rate, tick)
 
     cap = c.ratchet_cap()
@@ -205,7 +218,7 @@ async def paced(c: Contender, wl: Workload, rate: float, duration: float,
             else:
                 st.r_skip += 1
             st.r_slots += 1
-        if st.i < n:
+        if st.i < st.n:
             loop.call_at(t0 + st.r_slots / ratchets_per_s, rtick)
 
     pids = c.worker_pids()
@@ -230,7 +243,8 @@ async def paced(c: Contender, wl: Workload, rate: float, duration: float,
         await asyncio.sleep(0.01)
     done = st.done
     out: dict[str, Any] = {
-        "offered_per_s": rate, "frames": n, "completed": done,
+        "offered_per_s": rate, "frames": st.n, "completed": done,
+        "aborted_backlog": st.aborted,
         "achieved_per_s": done / (end - t0), "errors": st.errors,
         "incomplete": incomplete,
         "p50_us": percentile(lat, 50) * 1e6, "p99_us": percentile(lat, 99) * 1e6,
@@ -288,6 +302,7 @@ async def run_python(args: argparse.Namespace, scale: Scale, wls: dict[str, Work
             say(f"{wname}: {wl.ops} ops, {wl.nbytes / 1e6:.1f} MB; preparing "
                 f"{len(active)} contenders")
             await asyncio.gather(*(c.prepare(eff[c.name]) for c in active))
+            health0 = {c.name: c.health() for c in active}
             try:
                 if wl.kind == "storm":
                     await storm_phase(active, eff, scale, res)
@@ -297,6 +312,11 @@ async def run_python(args: argparse.Namespace, scale: Scale, wls: dict[str, Work
                         await latency_phase(active, eff, scale, res, wname)
             finally:
                 for c in active:
+                    h0, h1 = health0[c.name], c.health()
+                    trouble = {k: v - h0.get(k, 0) for k, v in h1.items() if v != h0.get(k, 0)}
+                    if trouble and isinstance(table.get(c.name), dict):
+                        table[c.name]["pool_events"] = trouble
+                        say(f"{wname}: {c.name} pool events: {trouble}")
                     await c.unprepare(eff[c.name])
     finally:
         for c in chosen:
@@ -358,9 +378,11 @@ async def throughput_phase(active: list[Contender], eff: dict[str, Workload], sc
 
 
 def _overloaded(g: dict[str, Any]) -> bool:
-    """The path did not keep up: it completed < 90 % of the offered rate, or frames
-    queued (median latency over 20 ms, more than half a video frame interval)."""
-    return bool(g["achieved_per_s"] < 0.9 * g["offered_per_s"] or g["p50_us"] > 20_000)
+    """The path did not keep up: its backlog passed 20 ms of offered frames (the run
+    was cut short), it completed < 90 % of the offered rate, or frames queued (median
+    latency over 20 ms, more than half a video frame interval)."""
+    return bool(g["aborted_backlog"] or g["achieved_per_s"] < 0.9 * g["offered_per_s"]
+                or g["p50_us"] > 20_000)
 
 
 def _lat_summary(got: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,8 +397,14 @@ def _lat_summary(got: list[dict[str, Any]]) -> dict[str, Any]:
     return lat
 
 
+async def settle_all(cs: list[Contender]) -> None:
+    """Every pool shares this event loop: an overloaded run can starve the heartbeats
+    of all of them, so wait until every contender has its workers back."""
+    await asyncio.gather(*(c.settle() for c in cs))
+
+
 async def _paced_runs(c: Contender, wl: Workload, rate: float, duration: float,
-                      runs: int) -> list[dict[str, Any]]:
+                      runs: int, active: list[Contender]) -> list[dict[str, Any]]:
     got = []
     for _ in range(runs):
         await c.before_run(wl)
@@ -385,6 +413,7 @@ async def _paced_runs(c: Contender, wl: Workload, rate: float, duration: float,
             got.append(await paced(c, wl, rate, duration))
         finally:
             await c.after_run(wl)
+            await settle_all(active)
     return got
 
 
@@ -407,13 +436,14 @@ async def latency_phase(active: list[Contender], eff: dict[str, Workload], scale
         wl = eff[c.name]
         batch_max = e["frames_per_s"]["median"]
         try:
+            await settle_all(active)
             await c.before_run(wl)
             try:
                 probe = await c.per_frame_probe(wl, scale.probe_s)
             finally:
                 await c.after_run(wl)
             lat = _lat_summary(await _paced_runs(c, wl, 0.5 * batch_max, scale.latency_s,
-                                                 scale.latency_runs))
+                                                 scale.latency_runs, active))
             lat["basis"] = "50 % of the batch max"
             lat["max_batch_per_s"] = batch_max
             if probe:
@@ -421,7 +451,7 @@ async def latency_phase(active: list[Contender], eff: dict[str, Workload], scale
             if lat["overloaded"]:
                 rate = 0.5 * min(batch_max, probe["per_s"] if probe else batch_max)
                 for _ in range(3):
-                    g = (await _paced_runs(c, wl, rate, scale.latency_s, 1))[0]
+                    g = (await _paced_runs(c, wl, rate, scale.latency_s, 1, active))[0]
                     if not _overloaded(g):
                         break
                     rate *= 0.5
@@ -461,6 +491,7 @@ async def storm_phase(active: list[Contender], eff: dict[str, Workload], scale: 
             wl = eff[c.name]
             try:
                 c.set_paced_workload(wl)
+                await settle_all(active)
                 got[c.name].append(await paced(c, wl, rates[c.name], scale.storm_s,
                                                ratchets_per_s=STORM_RATCHETS_PER_S))
                 g = got[c.name][-1]
@@ -490,6 +521,7 @@ async def storm_phase(active: list[Contender], eff: dict[str, Workload], scale: 
             "worker_cpu_us_per_frame": summary([g["worker_cpu_us_per_frame"] for g in runs]),
             "errors": sum(g["errors"] for g in runs),
             "incomplete": any(g["incomplete"] for g in runs),
+            "aborted_backlog": any(g["aborted_backlog"] for g in runs),
         }
 
 

@@ -239,11 +239,20 @@ def markdown(res: Res) -> str:
          "–" if t["measured"] is None else str(t["measured"])
          + (f" ({t['note']})" if t.get("note") else "")]
         for t in res["targets"]])
-    skipped = sorted({f"{c}: {v['reason']}" for w in res["results"].values()
-                      for c, v in w.items()
-                      if v.get("status") in ("skipped", "error") and v.get("reason")})
-    if skipped:
-        lines += ["", "Skipped / failed:", ""] + [f"- {s}" for s in skipped]
+    events = [f"- {w} / {c}: " + ", ".join(f"{k} {n}" for k, n in v["pool_events"].items())
+              for w, row in res["results"].items() for c, v in row.items()
+              if isinstance(v, dict) and v.get("pool_events")]
+    if events:
+        lines += ["", "Pool trouble counters during a workload (`pool.stats()`):", "", *events]
+    why: dict[tuple[str, str], list[str]] = {}
+    for w, row in res["results"].items():
+        for c, v in row.items():
+            if v.get("status") in ("skipped", "error") and v.get("reason"):
+                why.setdefault((c, f"{v['status']}: {v['reason']}"), []).append(w)
+    if why:
+        lines += ["", "Skipped / failed:", ""]
+        lines += [f"- {c} ({', '.join(ws) if len(ws) < len(res['results']) else 'all'}): "
+                  f"{r}" for (c, r), ws in sorted(why.items())]
     return "\n".join(lines) + "\n"
 
 

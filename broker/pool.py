@@ -276,6 +276,7 @@ class Pool:
         self._tag = ""
         self._registry = hygiene.Registry()
         self._fd = -1
+        self._last_tick = 0.0
         self.swept: list[str] = []
         self.metrics_server: Any = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -289,6 +290,7 @@ class Pool:
             "batches_sent": 0, "overloaded": 0, "expired": 0, "worker_lost": 0,
             "redispatched": 0, "worker_deaths": 0, "worker_spawns": 0, "participants_moved": 0,
             "protocol_errors": 0, "events_dropped": 0, "control_errors": 0, "ring_full": 0,
+            "loop_stalls": 0,
         }
         self._errors_by_reason: dict[str, int] = {}
         self._latency = [0] * (len(LATENCY_BUCKETS_S) + 1)
@@ -1488,6 +1490,7 @@ class Pool:
 
     def _schedule_tick(self) -> None:
         assert self._loop is not None
+        self._last_tick = self._loop.time()
         self._tick_handle = self._loop.call_later(
             self.settings.supervision.heartbeat_interval_s, self._tick)
 
@@ -1500,6 +1503,14 @@ class Pool:
         self._on_readable()
         self._on_remote_readable()
         now = self._loop.time()
+        stalled = now - self._last_tick > 2 * sup.heartbeat_interval_s
+        self._last_tick = now
+        if stalled:
+            # this process was late (a stalled loop, a frozen VM), not the workers: give
+            # every worker a fresh interval rather than declaring them all dead
+            self.counters["loop_stalls"] += 1
+            for sl in self._slots:
+                sl.last_heard = max(sl.last_heard, now - sup.heartbeat_interval_s)
         for sl in list(self._slots):
             if sl.state not in (READY, STARTING):
                 continue

@@ -323,3 +323,21 @@ def test_workers_never_dump_core() -> None:
                 line = next(x for x in f if x.startswith("Max core file size"))
             assert line.split()[4:6] == ["0", "0"], line
     run(main)
+
+
+def test_a_stalled_broker_loop_does_not_kill_healthy_workers() -> None:
+    """A frozen event loop (here blocked on purpose for 10 liveness bounds) is the
+    broker's lateness, not the workers': no worker is declared dead or exits."""
+
+    async def main() -> None:
+        async with Pool(workers=2, transport="shm", heartbeat_interval_s=0.05,
+                        heartbeat_liveness=4) as pool:
+            await pool.set_key("a", key_for("a"))
+            pids = pool.worker_pids()
+            time.sleep(2.0)  # the stall under test: the loop cannot run
+            await until(lambda: pool.stats()["loop_stalls"] >= 1, 5)
+            f = Frame(b"after the stall", "opus")
+            assert open_sealed("a", await pool.encrypt("a", f), f) == f.data
+            st = pool.stats()
+            assert st["worker_deaths"] == 0 and pool.worker_pids() == pids
+    run(main)

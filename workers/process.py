@@ -88,10 +88,13 @@ def run(endpoint: str, slot: int, identity: bytes, interval: float, liveness: in
                     if service.stopped:
                         break
             now = time.monotonic()
-            if now - last_heard > interval * liveness:
-                return 3  # broker gone
-            if parent is not None and os.getppid() != parent:
-                return 4  # parent died
+            if parent is not None:
+                # a local worker: its broker is its parent (PR_SET_PDEATHSIG and this
+                # check); a busy broker that is late with pings is not a dead one
+                if os.getppid() != parent:
+                    return 4
+            elif now - last_heard > interval * liveness:
+                return 3  # remote broker silent: reconnect
             if now - last_sent >= interval:
                 send([wire.pack(wire.PONG, 0)])
         return 0
