@@ -1013,7 +1013,10 @@ class Pool:
             segments: list[tuple[_Run, int, int]] = []
             count = total = consumed = 0
             partial = -1
-            limit_b = min(max_bytes, wb - sl.bytes)
+            # with shm only descriptors travel over ZeroMQ: a batch may carry up to a
+            # quarter of the ring (batch.max_bytes bounds message size for ipc/tcp)
+            limit_b = min(sl.req_ring.capacity // 4 if sl.req_ring is not None else max_bytes,
+                          wb - sl.bytes)
             for e in q:
                 if isinstance(e, _Control) or count >= max_frames:
                     break
