@@ -1609,6 +1609,11 @@ class Pool:
 
     # --- introspection --------------------------------------------------------------------
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the pool runs on (None before :meth:`start`)."""
+        return self._loop
+
     def worker_pids(self) -> list[int]:
         """PIDs of the live worker processes (empty for the inline transport)."""
         return [sl.pid for sl in self._slots if sl.state == READY and sl.proc is not None]

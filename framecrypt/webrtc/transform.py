@@ -256,7 +256,7 @@ class ReceiverTransform:
 
     def attach(self, receiver: RTCRtpReceiver) -> ReceiverTransform:
         """Hook ``receiver`` before it starts (in ``pc.on("track")`` or before)."""
-        pool_loop = getattr(self.pool, "_loop", None)
+        pool_loop = getattr(self.pool, "loop", None)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
