@@ -32,29 +32,26 @@ import signal
 import subprocess
 import sys
 import time
-from bisect import bisect_left
-from collections import deque
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
+from framecrypt.batch import BatchResult, FrameBatch, OutputPiece, status_error
 from framecrypt.broker import wire
 from framecrypt.broker.rendezvous import owner
 from framecrypt.conf import Settings, load_settings
 from framecrypt.errors import (
-    AuthenticationFailed,
-    CounterExhausted,
-    DroppedFrame,
     FramecryptError,
     FrameExpired,
-    KeyInvalidated,
     MalformedFrame,
     Overloaded,
     PoolClosed,
     ProtocolError,
-    ReplayedFrame,
     UnknownKey,
     UnsupportedCodec,
     WorkerLost,
@@ -62,14 +59,20 @@ from framecrypt.errors import (
 from framecrypt.frame import Frame
 from framecrypt.transports import hygiene
 from framecrypt.transports.shm import RingAllocator, Segment
-from framecrypt.workers.engine import Engine, EngineConfig
+from framecrypt.workers.engine import (
+    REPLY_SLACK,
+    Engine,
+    EngineConfig,
+    packed_fields,
+    reply_capacity,
+)
 from framecrypt.workers.service import WorkerService
 
 ENCRYPT = wire.OP_ENCRYPT
 DECRYPT = wire.OP_DECRYPT
 _HEAVY_CODECS = frozenset(("h264", "h265"))
 _CTR_SUITES = frozenset((1, 2, 3, 6, 7, 8))
-_REPLY_SLACK = 64
+_LITTLE = sys.byteorder == "little"
 
 STARTING, READY, DEAD, STOPPED = "starting", "ready", "dead", "stopped"
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -88,7 +91,7 @@ class PoolEvent:
 class _Group:
     """The outcome sink of one call (one frame or a batch of frames)."""
 
-    __slots__ = ("callback", "errors", "future", "remaining", "results")
+    __slots__ = ("callback", "errors", "future", "pieces", "remaining", "results")
 
     def __init__(self, n: int, future: asyncio.Future[Any] | None,
                  callback: Callable[[int, bytes | None, BaseException | None], None] | None
@@ -98,27 +101,70 @@ class _Group:
         self.future = future
         self.callback = callback
         self.errors = 0
+        self.pieces: list[OutputPiece] = []  # outputs of packed batches
 
 
 class _Run:
     """The frames of one call that go to the pool (one participant, one op). No
     object per frame: frames, group indexes and counters are parallel lists."""
 
-    __slots__ = ("attempts", "counters", "frames", "group", "idx", "nbytes", "op", "pidx",
-                 "remaining", "streams", "t0")
+    __slots__ = ("attempts", "counters", "frames", "group", "idx", "nbytes", "op", "packed",
+                 "pidx", "remaining", "streams", "t0")
 
     def __init__(self, op: int, pidx: int, group: _Group, t0: float) -> None:
         self.op = op
         self.pidx = pidx
         self.group = group
         self.t0 = t0
-        self.frames: list[Frame] = []
-        self.idx: list[int] = []
-        self.counters: list[int] = []
+        self.frames: Sequence[Frame] = []
+        self.idx: Sequence[int] = []
+        self.counters: Sequence[int] = []
+        self.packed: _Packed | None = None
         self.attempts: list[int] = []
         self.streams: dict[int, int] = {}  # ssrc -> frames of that stream in this run
         self.remaining = 0
         self.nbytes = 0
+
+
+class _Packed:
+    """A run that is a slice ``[lo, hi)`` of a :class:`FrameBatch`: its frames are
+    never objects on the hot path (``run.frames`` makes them on demand for the slow
+    paths: expiry, re-dispatch, failures)."""
+
+    __slots__ = ("batch", "counter0", "hi", "lo", "offsets")
+
+    def __init__(self, batch: FrameBatch, offsets: array[int], lo: int, hi: int,
+                 counter0: int) -> None:
+        self.batch = batch
+        self.offsets = offsets
+        self.lo = lo
+        self.hi = hi
+        self.counter0 = counter0
+
+
+class _LazyFrames(Sequence[Frame]):
+    __slots__ = ("pk",)
+
+    def __init__(self, pk: _Packed) -> None:
+        self.pk = pk
+
+    def __len__(self) -> int:
+        return self.pk.hi - self.pk.lo
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        pk = self.pk
+        return pk.batch.frame(pk.lo + i, pk.offsets)
+
+
+def _le(col: array[int]) -> bytes:
+    """A u32 column as little-endian bytes (the wire's byte order)."""
+    if _LITTLE:
+        return col.tobytes()
+    c = array("I", col)
+    c.byteswap()
+    return c.tobytes()
 
 
 class _Span:
@@ -188,24 +234,6 @@ class _Slot:
         self.frames_done = 0
 
 
-def _status_error(status: int, arg: int) -> FramecryptError:
-    if status == wire.ST_AUTH:
-        return AuthenticationFailed()
-    if status == wire.ST_UNKNOWN_KEY:
-        return UnknownKey(arg)
-    if status == wire.ST_MALFORMED:
-        return MalformedFrame("malformed frame")
-    if status == wire.ST_KEY_INVALID:
-        return KeyInvalidated(arg)
-    if status == wire.ST_DROPPED:
-        return DroppedFrame("server-injected frame is not a known blank")
-    if status == wire.ST_REPLAYED:
-        return ReplayedFrame(arg)
-    if status == wire.ST_COUNTER:
-        return CounterExhausted(arg)
-    return FramecryptError("internal error in a worker")
-
-
 class Pool:
     """A pool of crypto workers. Use as ``async with Pool() as pool:``.
 
@@ -257,7 +285,7 @@ class Pool:
         self._names: list[str] = []
         self._owner: dict[int, _Slot] = {}
         self._directory: dict[int, dict[str, Any]] = {}
-        self._counters: dict[tuple[int, int], int] = {}
+        self._counters: dict[int, int] = {}  # pidx -> next send counter
         # (pidx, ssrc) -> frames of that stream queued or in flight at a worker
         self._pending: dict[tuple[int, int], int] = {}
         self._controls_pending: dict[int, int] = {}
@@ -773,28 +801,12 @@ class Pool:
         assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
         group = _Group(n, fut, None)
-        limits = self.settings.limits
-        chunk = max(1, min(n, limits.max_frames_in_flight // 2))
+        chunk = max(1, min(n, self.settings.limits.max_frames_in_flight // 2))
         for start in range(0, n, chunk):
             part = frames[start : start + chunk]
-            need_frames = len(part)
-            need_bytes = sum(len(f.data) for f in part)
-            if self._has_credit(need_frames, need_bytes):
-                self._frames_out += need_frames
-                self._bytes_out += need_bytes
-            else:
-                if not wait or limits.on_overload == "reject":
-                    self.counters["overloaded"] += n - start
-                    err = Overloaded()
-                    for i in range(start, n):
-                        self._deliver(group, i, None, err)
-                    break
-                await self._acquire(need_frames, need_bytes)  # credit taken when granted
-                if self._closing:
-                    self._release(need_frames, need_bytes)
-                    for i in range(start, n):
-                        self._deliver(group, i, None, PoolClosed())
-                    break
+            if not await self._take_credit(len(part), sum(len(f.data) for f in part), wait,
+                                           group, start, n):
+                break
             self._admit(participant, part, op, group, offset=start)
         results = await fut
         if group.errors and not return_exceptions:
@@ -802,6 +814,195 @@ class Pool:
                 if isinstance(r, BaseException):
                     raise r
         return results  # type: ignore[no-any-return]
+
+    async def _take_credit(self, frames: int, nbytes: int, wait: bool, group: _Group,
+                           start: int, n: int) -> bool:
+        """Credit for the next ``frames`` of a call; False = frames ``start..n-1`` got
+        their outcome already (Overloaded, or PoolClosed while waiting)."""
+        if self._has_credit(frames, nbytes):
+            self._frames_out += frames
+            self._bytes_out += nbytes
+            return True
+        if not wait or self.settings.limits.on_overload == "reject":
+            self.counters["overloaded"] += n - start
+            err: FramecryptError = Overloaded()
+        else:
+            await self._acquire(frames, nbytes)  # credit taken when granted
+            if not self._closing:
+                return True
+            self._release(frames, nbytes)
+            err = PoolClosed()
+        for i in range(start, n):
+            self._deliver(group, i, None, err)
+        return False
+
+    # --- columnar batches -------------------------------------------------------------
+
+    async def encrypt_batch(self, participant: str, batch: FrameBatch, *,
+                            wait: bool = True) -> BatchResult:
+        """Seal a :class:`~framecrypt.batch.FrameBatch` with one await and no Python
+        object per frame in this process; outcomes in order in the result. Invalid
+        batches (bad codec number, a frame over ``max_frame_bytes``) raise before
+        anything is admitted; ``wait=False`` fails frames with :class:`Overloaded`
+        instead of waiting for credit."""
+        return await self._submit_batch(participant, batch, ENCRYPT, wait)
+
+    async def decrypt_batch(self, participant: str, batch: FrameBatch, *,
+                            wait: bool = True) -> BatchResult:
+        """Open a batch of frames sealed by ``participant``; see :meth:`encrypt_batch`."""
+        return await self._submit_batch(participant, batch, DECRYPT, wait)
+
+    async def _submit_batch(self, participant: str, batch: FrameBatch, op: int,
+                            wait: bool) -> BatchResult:
+        self._check_open()
+        batch.check(self.settings.limits.max_frame_bytes)
+        n = len(batch)
+        if n == 0:
+            return BatchResult(0, [], [], 0)
+        assert self._loop is not None
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        group = _Group(n, fut, None)
+        offsets = batch.offsets()
+        chunk = max(1, min(n, self.settings.limits.max_frames_in_flight // 2))
+        for lo in range(0, n, chunk):
+            hi = min(n, lo + chunk)
+            if not await self._take_credit(hi - lo, offsets[hi] - offsets[lo], wait, group,
+                                           lo, n):
+                break
+            self._admit_packed(participant, batch, offsets, lo, hi, op, group)
+        await fut
+        return BatchResult(n, group.results, group.pieces, group.errors)
+
+    def _next_counters(self, pidx: int, n: int) -> int:
+        """Reserve ``n`` send counters of a participant; returns the first. One counter
+        sequence per participant (all its streams, all its keys): IV = ssrc ‖ epoch ‖
+        counter and SFrame CTRs never repeat under a key, whatever the ssrc or KID."""
+        c = self._counters.get(pidx, -1)
+        if c < 0:
+            c = secrets.randbits(48) if self.format == "sframe" else 0
+        self._counters[pidx] = c + n
+        return c
+
+    def _admit_packed(self, participant: str, batch: FrameBatch, offsets: array[int],
+                      lo: int, hi: int, op: int, group: _Group) -> None:
+        assert self._loop is not None
+        pidx = self._pidx(participant)
+        n = hi - lo
+        counter0 = self._next_counters(pidx, n) if op == ENCRYPT else 0
+        run = _Run(op, pidx, group, self._loop.time())
+        pk = run.packed = _Packed(batch, offsets, lo, hi, counter0)
+        run.frames = _LazyFrames(pk)
+        run.idx = range(lo, hi)
+        run.counters = range(counter0, counter0 + n)
+        run.attempts = [0] * n
+        run.streams = dict(Counter(batch.ssrcs[lo:hi]))
+        run.nbytes = offsets[hi] - offsets[lo]
+        run.remaining = n
+        self.counters["frames_submitted"] += n
+        self.counters["bytes_in"] += run.nbytes
+        if self._packed_inline_ok(run):
+            self._run_inline_packed(run)
+            return
+        self._enqueue_run(run)
+
+    def _enqueue_run(self, run: _Run) -> None:
+        pending = self._pending
+        pidx = run.pidx
+        for ssrc, c in run.streams.items():
+            stream = (pidx, ssrc)
+            pending[stream] = pending.get(stream, 0) + c
+        self._slot_of(pidx).queue.append(_Span(run, 0, len(run.idx)))
+        self._pending_runs[pidx] = self._pending_runs.get(pidx, 0) + 1
+        self.counters["frames_pool"] += len(run.idx)
+        self._schedule_flush()
+
+    def _packed_inline_ok(self, run: _Run) -> bool:
+        pk = run.packed
+        assert pk is not None
+        if not self._inline_allowed(run.pidx):
+            return False
+        if run.op == DECRYPT and (self.format == "sframe" or self.settings.livekit.iv != "counter"):
+            return False  # opening SFrame moves replay windows: only workers hold those
+        pending = self._pending
+        if any((run.pidx, ssrc) in pending for ssrc in run.streams):
+            return False  # the stream has frames at a worker: keep its order
+        if self.placement == "auto":
+            n = pk.hi - pk.lo
+            if run.nbytes > n * self.settings.placement.inline_max_bytes:
+                return False
+            codecs = pk.batch.codecs[pk.lo : pk.hi]
+            if any(codecs.count(wire.CODEC_ID[c]) for c in _HEAVY_CODECS):
+                return False
+        return True
+
+    def _run_inline_packed(self, run: _Run) -> None:
+        """Seal/open a packed run in this process (the worker's loop, state-free for
+        opening: frames the fast path cannot open go to the pool as a normal run)."""
+        pk = run.packed
+        assert pk is not None
+        b, lo, hi, offs = pk.batch, pk.lo, pk.hi, pk.offsets
+        n = hi - lo
+        t0 = time.perf_counter()
+        lengths = b.lengths[lo:hi]
+        enc = run.op == ENCRYPT
+        size = run.nbytes + n * REPLY_SLACK + run.nbytes // 64 if enc else run.nbytes
+        out = bytearray(max(size, 1))
+        fields = packed_fields(run.op, run.pidx, pk.counter0,
+                               self._epoch if self._iv_epoch else -1, 0, 0, lengths,
+                               b.codecs[lo:hi], b.flags[lo:hi], b.ssrcs[lo:hi],
+                               b.timestamps[lo:hi])
+        inp = memoryview(b.data)[offs[lo] : offs[hi]]
+        res, overflow = self._local.run(fields, n, inp, memoryview(out), stateless=True)
+        self._inline_spent += time.perf_counter() - t0
+        self.counters["frames_inline"] += n
+        retry = self._take_packed_piece(run, 0, n, res, out, 0, b"".join(overflow))
+        self._release(n, run.nbytes)
+        if retry:  # what the state-free pass could not open: a normal run to the pool
+            again = _Run(run.op, run.pidx, run.group, run.t0)
+            again.frames = [run.frames[i] for i in retry]
+            again.idx = [lo + i for i in retry]
+            again.counters = [0] * len(retry)
+            again.attempts = [0] * len(retry)
+            again.streams = dict(Counter(f.ssrc for f in again.frames))
+            again.nbytes = sum(len(f.data) for f in again.frames)
+            again.remaining = len(retry)
+            self._frames_out += len(retry)
+            self._bytes_out += again.nbytes
+            self.counters["frames_inline"] -= len(retry)
+            self._enqueue_run(again)
+
+    def _take_packed_piece(self, run: _Run, a: int, b: int, res: bytes | bytearray,
+                           buf: bytes | bytearray, base: int, overflow: bytes) -> list[int]:
+        """Outcomes of frames ``[a, b)`` of a packed run from one result array: the
+        outputs stay in ``buf``/``overflow`` (no per-frame bytes), errors are typed and
+        counted. Returns the frames marked for a retry in the pool."""
+        g = run.group
+        lo = run.idx[0]
+        statuses = res[0 :: wire.RES.size]
+        count = b - a
+        nok = statuses.count(wire.ST_OK) + statuses.count(wire.ST_INLINE)
+        retry: list[int] = []
+        if nok != count:
+            unpack = wire.RES.unpack_from
+            for k, st in enumerate(statuses):
+                if st == wire.ST_OK or st == wire.ST_INLINE:
+                    continue
+                if st == wire.ST_RETRY:
+                    retry.append(a + k)
+                    continue
+                err = status_error(st, unpack(res, k * wire.RES.size)[1])
+                g.results[lo + a + k] = err
+                g.errors += 1
+                self._count_error(err)
+        g.pieces.append(OutputPiece(lo + a, lo + b, res, buf, base, overflow))
+        self.counters["frames_ok"] += nok
+        self.counters["bytes_out"] += sum(memoryview(res).cast("I")[2::3])
+        done = count - len(retry)
+        g.remaining -= done
+        run.remaining -= done
+        if g.remaining == 0 and g.future is not None and not g.future.done():
+            g.future.set_result(g.results)
+        return retry
 
     def _has_credit(self, frames: int, nbytes: int) -> bool:
         lim = self.settings.limits
@@ -851,15 +1052,17 @@ class Pool:
         codec_ids = wire.CODEC_ID
         max_frame = self.settings.limits.max_frame_bytes
         inline_ok = self._inline_allowed(pidx)
-        counters = self._counters
         pending = self._pending
         run = _Run(op, pidx, group, self._loop.time())
         streams = run.streams
-        rframes, ridx, rcount = run.frames, run.idx, run.counters
-        # SFrame: one counter per participant across its KIDs. A per-KID counter read
-        # from the directory would be wrong while a set_key is in flight (frames queued
-        # behind it are sealed under the new KID), and could then repeat a CTR under it.
-        sframe = self.format == "sframe"
+        rframes: list[Frame] = []
+        ridx: list[int] = []
+        rcount: list[int] = []
+        run.frames, run.idx, run.counters = rframes, ridx, rcount
+        # One counter sequence per participant across its streams and KIDs (see
+        # _next_counters): a per-KID counter read from the directory would be wrong
+        # while a set_key is in flight (frames queued behind it are sealed under the
+        # new KID), and could then repeat a CTR under it.
         t_inline = time.perf_counter() if inline_ok else 0.0
         for i, frame in enumerate(frames):
             idx = offset + i
@@ -873,13 +1076,7 @@ class Pool:
                                   size)
                 continue
             ssrc = frame.ssrc
-            counter = 0
-            if op == ENCRYPT:
-                key = (pidx, -1 if sframe else ssrc)
-                counter = counters.get(key, -1)
-                if counter < 0:
-                    counter = secrets.randbits(48) if sframe else 0
-                counters[key] = counter + 1
+            counter = self._next_counters(pidx, 1) if op == ENCRYPT else 0
             if inline_ok and ssrc not in streams and (pidx, ssrc) not in pending and \
                     self._try_inline(pidx, frame, op, counter, group, idx, size):
                 continue
@@ -896,13 +1093,7 @@ class Pool:
         if n:
             run.remaining = n
             run.attempts = [0] * n
-            for ssrc, c in streams.items():
-                stream = (pidx, ssrc)
-                pending[stream] = pending.get(stream, 0) + c
-            self._slot_of(pidx).queue.append(_Span(run, 0, n))
-            self._pending_runs[pidx] = self._pending_runs.get(pidx, 0) + 1
-            self.counters["frames_pool"] += n
-            self._schedule_flush()
+            self._enqueue_run(run)
 
     def _inline_allowed(self, pidx: int) -> bool:
         if self.placement == "pool" or self._controls_pending.get(pidx):
@@ -1017,8 +1208,26 @@ class Pool:
             # quarter of the ring (batch.max_bytes bounds message size for ipc/tcp)
             limit_b = min(sl.req_ring.capacity // 4 if sl.req_ring is not None else max_bytes,
                           wb - sl.bytes)
+            packed: _Run | None = None
             for e in q:
                 if isinstance(e, _Control) or count >= max_frames:
+                    break
+                pk = e.run.packed
+                if pk is not None:  # a packed span travels alone, as many frames as fit
+                    if count:
+                        break
+                    packed = e.run
+                    offs, a, base = pk.offsets, e.pos, pk.lo
+                    first = offs[base + a]
+                    stop = base + min(e.end, a + max(1, wf - sl.frames))
+                    i = max(base + a + 1, min(stop, bisect_right(offs, first + limit_b,
+                                                                 base + a, stop + 1) - 1))
+                    count, total = i - base - a, offs[i] - first
+                    segments.append((e.run, a, i - base))
+                    if i - base < e.end:
+                        partial = i - base
+                    else:
+                        consumed += 1
                     break
                 frames = e.run.frames
                 a = i = e.pos
@@ -1036,7 +1245,12 @@ class Pool:
                     partial = i
                     break
                 consumed += 1
-            if not count or not self._send_batch(sl, segments, count, total):
+            if not count:
+                return
+            if packed is not None:
+                if not self._send_packed(sl, packed, segments[0][1], segments[0][2], total):
+                    return
+            elif not self._send_batch(sl, segments, count, total):
                 return
             for _ in range(consumed):
                 q.popleft()
@@ -1053,23 +1267,18 @@ class Pool:
             if run.op == ENCRYPT:
                 for f in run.frames[a:b]:
                     size = len(f.data)
-                    out_total += size + _REPLY_SLACK + size // 64
+                    out_total += reply_capacity(size)
             else:
                 out_total += sum(len(f.data) for f in run.frames[a:b])
         blob: bytes | None = None
         view: memoryview | None = None
-        if sl.req_ring is not None and sl.rep_ring is not None:
+        if sl.req_ring is not None:
+            spans = self._reserve(sl, total, out_total)
+            if spans is None:
+                return False
+            req_span, rep_span = spans
+            roff, ooff = req_span[0], rep_span[0]
             assert sl.req_seg is not None
-            roff = sl.req_ring.alloc(max(total, 1))
-            if roff is None:
-                self.counters["ring_full"] += 1
-                return False
-            ooff = sl.rep_ring.alloc(max(out_total, 1))
-            if ooff is None:
-                sl.req_ring.cancel(roff, max(total, 1))
-                self.counters["ring_full"] += 1
-                return False
-            req_span, rep_span = (roff, max(total, 1)), (ooff, max(out_total, 1))
             view = sl.req_seg.view
         else:
             roff = ooff = 0
@@ -1087,7 +1296,7 @@ class Pool:
                 f = frames[i]
                 data = f.data
                 size = len(data)
-                cap = size + _REPLY_SLACK + size // 64 if enc else size
+                cap = reply_capacity(size) if enc else size
                 if view is not None:
                     view[pos : pos + size] = data
                 pack(desc, k, op, codec_ids[f.codec], 1 if f.keyframe else 0, pidx,
@@ -1103,11 +1312,68 @@ class Pool:
         parts = [wire.pack(wire.BATCH, batch.batch_id, count), bytes(desc)]
         if blob is not None:
             parts.append(blob)
+        self._send_batch_parts(sl, batch, parts)
+        return True
+
+    def _reserve(self, sl: _Slot, total: int, out_total: int
+                 ) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """Request and reply ring regions for a batch; None (counted) when full."""
+        assert sl.req_ring is not None and sl.rep_ring is not None
+        roff = sl.req_ring.alloc(max(total, 1))
+        if roff is None:
+            self.counters["ring_full"] += 1
+            return None
+        ooff = sl.rep_ring.alloc(max(out_total, 1))
+        if ooff is None:
+            sl.req_ring.cancel(roff, max(total, 1))
+            self.counters["ring_full"] += 1
+            return None
+        return (roff, max(total, 1)), (ooff, max(out_total, 1))
+
+    def _send_batch_parts(self, sl: _Slot, batch: _Batch, parts: list[bytes]) -> None:
         sl.inflight.append(batch)
-        sl.frames += count
-        sl.bytes += total
+        sl.frames += batch.count
+        sl.bytes += batch.nbytes
         self.counters["batches_sent"] += 1
         self._send(sl, parts)
+
+    def _send_packed(self, sl: _Slot, run: _Run, a: int, b: int, total: int) -> bool:
+        """Frames ``[a, b)`` of a packed run as one PACKED message: one copy of their
+        payloads into the request ring, the columns as they are."""
+        pk = run.packed
+        assert pk is not None
+        bat = pk.batch
+        lo, hi = pk.lo + a, pk.lo + b
+        n = b - a
+        enc = run.op == ENCRYPT
+        out_total = total + n * REPLY_SLACK + total // 64 if enc else total
+        d0 = pk.offsets[lo]
+        blob: bytes | None = None
+        req_span = rep_span = None
+        roff = ooff = 0
+        if sl.req_ring is not None:
+            spans = self._reserve(sl, total, out_total)
+            if spans is None:
+                return False
+            req_span, rep_span = spans
+            roff, ooff = req_span[0], rep_span[0]
+            assert sl.req_seg is not None
+            sl.req_seg.view[roff : roff + total] = memoryview(bat.data)[d0 : d0 + total]
+        else:
+            blob = bytes(memoryview(bat.data)[d0 : d0 + total])
+        attempts = run.attempts
+        for i in range(a, b):
+            attempts[i] += 1
+        self._batch_ids += 1
+        batch = _Batch(self._batch_ids, [(run, a, b)], n, total, req_span, rep_span)
+        parts = [wire.pack(wire.PACKED, batch.batch_id, n, run.op, run.pidx,
+                           pk.counter0 + a if enc else 0,
+                           self._epoch if self._iv_epoch else -1, roff, ooff),
+                 _le(bat.lengths[lo:hi]), bytes(bat.codecs[lo:hi]), bytes(bat.flags[lo:hi]),
+                 _le(bat.ssrcs[lo:hi]), _le(bat.timestamps[lo:hi])]
+        if blob is not None:
+            parts.append(blob)
+        self._send_batch_parts(sl, batch, parts)
         return True
 
     def _send(self, sl: _Slot, parts: list[bytes]) -> None:
@@ -1311,6 +1577,10 @@ class Pool:
         sl.inflight.popleft()
         overflow = parts[2] if len(parts) > 2 else b""
         rep = sl.rep_seg.view if sl.rep_seg is not None and batch.rep_span else None
+        if batch.segments[0][0].packed is not None:
+            self._on_packed_result(batch, res, rep, overflow)
+            self._batch_done(sl, batch)
+            return
         src = rep if rep is not None else overflow
         unpack = wire.RES.unpack_from
         ok = nbytes_out = 0
@@ -1327,7 +1597,7 @@ class Pool:
                     elif status == wire.ST_INLINE:
                         results[idx[i]] = bytes(overflow[off : off + n])
                     else:
-                        err = _status_error(status, off)
+                        err = status_error(status, off)
                         results[idx[i]] = err
                         g.errors += 1
                         self._count_error(err)
@@ -1348,7 +1618,7 @@ class Pool:
                     elif status == wire.ST_INLINE:
                         self._deliver(g, idx[i], bytes(overflow[off : off + n]), None)
                     else:
-                        self._deliver(g, idx[i], None, _status_error(status, off))
+                        self._deliver(g, idx[i], None, status_error(status, off))
                     run.remaining -= 1
             if self._floors is not None and run.op == DECRYPT:
                 self._note_floors(run, a, b, res, k - 12 * (b - a))
@@ -1356,6 +1626,32 @@ class Pool:
                 self._run_done(run)
         self.counters["frames_ok"] += ok
         self.counters["bytes_out"] += nbytes_out
+        self._batch_done(sl, batch)
+
+    def _on_packed_result(self, batch: _Batch, res: bytes | memoryview,
+                          rep: memoryview | None, overflow: bytes | memoryview) -> None:
+        run, a, b = batch.segments[0]
+        base = 0
+        buf: bytes = b""
+        if rep is not None and batch.rep_span is not None:
+            base, size = batch.rep_span
+            buf = bytes(rep[base : base + size])  # one copy out of the ring
+        res_b = bytes(res)
+        retry = self._take_packed_piece(run, a, b, res_b, buf, base, bytes(overflow))
+        if retry:  # workers answer every frame; a retry mark is a protocol error
+            for i in retry:
+                self.counters["protocol_errors"] += 1
+                self._deliver(run.group, run.idx[i], None, ProtocolError("unexpected retry"))
+                run.remaining -= 1
+        if self._floors is not None and run.op == DECRYPT:
+            self._note_floors(run, a, b, res_b, 0)
+        if run.remaining == 0:
+            self._run_done(run)
+
+    def _batch_done(self, sl: _Slot, batch: _Batch) -> None:
+        """Bookkeeping once a batch's frames have their outcomes: latency, the slot's
+        load, ring regions, credit."""
+        count = batch.count
         assert self._loop is not None
         # latency per batch: its oldest frame (submission -> result)
         first = batch.segments[0][0]

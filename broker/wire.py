@@ -10,6 +10,11 @@ travel in the per-worker shared-memory rings (``shm``) or in one payload blob
 broker → worker
   ``[V, CONFIG, settings: dict, shm: [req_name, rep_name, size] | None]``
   ``[V, BATCH, batch_id, count]`` + descriptor blob (+ payload blob without shm)
+  ``[V, PACKED, batch_id, count, op, participant, counter0, epoch, in_base, out_base]``
+  + lengths (u32 each), codecs (u8), flags (u8), ssrcs (u32), timestamps (u32)
+  (+ payload blob without shm): a columnar batch of one participant, payloads back
+  to back from ``in_base``, outputs in consecutive reserved regions from ``out_base``
+  (see :func:`framecrypt.workers.engine.packed_fields`); answered with RESULT
   ``[V, CONTROL, seq, op, *args]``   key operations, ordered with the batches
   ``[V, PING, t]`` heartbeat          ``[V, STOP]``
 worker → broker
@@ -39,12 +44,14 @@ BATCH: Final = 2
 CONTROL: Final = 3
 PING: Final = 4
 STOP: Final = 5
+PACKED: Final = 6
 READY: Final = 16
 RESULT: Final = 17
 ACK: Final = 18
 EVENT: Final = 19
 PONG: Final = 20
-KINDS: Final = frozenset((CONFIG, BATCH, CONTROL, PING, STOP, READY, RESULT, ACK, EVENT, PONG))
+KINDS: Final = frozenset((CONFIG, BATCH, PACKED, CONTROL, PING, STOP, READY, RESULT, ACK,
+                          EVENT, PONG))
 
 # frame ops
 OP_ENCRYPT: Final = 1
@@ -72,6 +79,7 @@ ST_DROPPED: Final = 5
 ST_REPLAYED: Final = 6
 ST_COUNTER: Final = 7
 ST_INTERNAL: Final = 8
+ST_RETRY: Final = 0x40  # the broker's state-free inline pass: let a worker open this one
 ST_INLINE: Final = 0x80
 
 _packer = msgpack.Packer(use_bin_type=True)

@@ -8,8 +8,9 @@ broker's inline path and the ``inline`` transport call it directly.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -22,6 +23,7 @@ from framecrypt.errors import (
     FramecryptError,
     KeyInvalidated,
     MalformedFrame,
+    ProtocolError,
     ReplayedFrame,
     UnknownKey,
 )
@@ -35,6 +37,33 @@ from framecrypt.workers.sframe.ratchet import next_base_key
 
 U32 = 0xFFFFFFFF
 _TRAILER = struct.Struct(">IIIBB")
+
+# op, codec id, flags, participant, ssrc, timestamp, counter, in_off, in_len, out_off, out_cap
+Descriptor = tuple[int, int, int, int, int, int, int, int, int, int, int]
+REPLY_SLACK = 64  # reply bytes reserved per sealed frame beyond size + size // 64
+
+
+def reply_capacity(size: int) -> int:
+    """Reply bytes reserved for sealing a ``size``-byte frame (trailer, H.26x growth)."""
+    return size + REPLY_SLACK + size // 64
+
+
+def packed_fields(op: int, pidx: int, counter0: int, epoch: int, in_base: int, out_base: int,
+                  lengths: Sequence[int], codecs: bytes | bytearray | memoryview,
+                  flags: bytes | bytearray | memoryview, ssrcs: Sequence[int],
+                  timestamps: Sequence[int]) -> Iterator[Descriptor]:
+    """Descriptors of a columnar batch (payloads back to back from ``in_base``, outputs
+    in consecutive reserved regions from ``out_base``; sealing uses counters
+    ``counter0 …`` and, when ``epoch >= 0``, the epoch instead of each timestamp)."""
+    n = len(lengths)
+    enc = op == wire.OP_ENCRYPT
+    caps: Iterable[int] = list(map(reply_capacity, lengths)) if enc else lengths
+    return zip(repeat(op, n), codecs, flags, repeat(pidx), ssrcs,
+               repeat(epoch) if enc and epoch >= 0 else timestamps,
+               range(counter0, counter0 + n) if enc else repeat(0),
+               accumulate(lengths, initial=in_base), lengths,
+               accumulate(caps, initial=out_base), caps)
+
 
 STATUS_OF: dict[type[FramecryptError], int] = {
     AuthenticationFailed: wire.ST_AUTH,
@@ -299,18 +328,20 @@ class Engine:
         except FramecryptError:
             return None
 
-    def run(self, desc: bytes | memoryview, count: int, inp: memoryview,
-            out: memoryview | None,
-            tick: Callable[[], None] | None = None) -> tuple[bytearray, list[bytes]]:
-        """Process one batch. Outputs go into ``out`` at each descriptor's reserved
-        region when it fits, else into the returned overflow list (``ST_INLINE``:
-        ``out_off`` is then the offset into the concatenated overflow blob).
-        ``tick`` is called after every frame (the worker sends heartbeats from it
-        during long batches, e.g. PBKDF2 ratchets)."""
+    def run(self, fields: Iterable[Descriptor], count: int, inp: memoryview,
+            out: memoryview | None, tick: Callable[[], None] | None = None, *,
+            stateless: bool = False) -> tuple[bytearray, list[bytes]]:
+        """Process one batch of ``count`` descriptors (tuples as :data:`wire.REQ`
+        unpacks them: ``wire.REQ.iter_unpack(blob)``, or :func:`packed_fields`).
+        Outputs go into ``out`` at each descriptor's reserved region when it fits,
+        else into the returned overflow list (``ST_INLINE``: ``out_off`` is then the
+        offset into the concatenated overflow blob). ``tick`` is called after every
+        frame (the worker sends heartbeats from it during long batches, e.g. PBKDF2
+        ratchets). ``stateless``: open only what the fast path opens, mark the rest
+        ``ST_RETRY`` (no ratchet, failure count or event: the broker's inline pass)."""
         res = bytearray(wire.RES.size * count)
         overflow: list[bytes] = []
         over_len = 0
-        unpack = wire.REQ.unpack_from
         pack = wire.RES.pack_into
         codecs = wire.CODECS
         scratch: memoryview | None = None
@@ -326,9 +357,12 @@ class Engine:
         send_index = 0
         sif = self._options.sif_trailer
         tol = self._options.failure_tolerance
-        for i in range(count):
-            (op, codec_id, flags, pidx, ssrc, ts, counter, in_off, in_len, out_off,
-             out_cap) = unpack(desc, i * wire.REQ.size)
+        i = -1
+        for (op, codec_id, flags, pidx, ssrc, ts, counter, in_off, in_len, out_off,
+             out_cap) in fields:
+            i += 1
+            if i >= count:
+                raise ProtocolError("more descriptors than the count")
             if fast and codec_id < 6 and in_off + in_len <= inp_len:
                 nclear = fixed[codec_id][flags & 1]
                 assert out is not None
@@ -404,6 +438,8 @@ class Engine:
                         overflow.append(bytes(scratch[:n]))
                         out_off, over_len = over_len, over_len + n
                         status = wire.ST_INLINE
+                elif op == wire.OP_DECRYPT and stateless:
+                    status = wire.ST_RETRY
                 elif op == wire.OP_DECRYPT:
                     pt = self.open(pidx, data, codec, kf)
                     n = len(pt)
@@ -434,5 +470,7 @@ class Engine:
             pack(res, i * wire.RES.size, status, out_off, n)
             if tick is not None:
                 tick()
+        if i != count - 1:
+            raise ProtocolError("fewer descriptors than the count")
         self.counts["frames"] += count
         return res, overflow

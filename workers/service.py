@@ -12,7 +12,7 @@ from typing import Any
 
 from framecrypt.broker import wire
 from framecrypt.errors import FramecryptError, ProtocolError
-from framecrypt.workers.engine import Engine, EngineConfig
+from framecrypt.workers.engine import Engine, EngineConfig, packed_fields
 
 Parts = list[bytes]
 Buffer = bytes | memoryview
@@ -43,6 +43,8 @@ class WorkerService:
             kind = msg[0]
             if kind == wire.BATCH:
                 return self._batch(msg, parts)
+            if kind == wire.PACKED:
+                return self._packed(msg, parts)
             if kind == wire.CONTROL:
                 return [self._control(msg)]
             if kind == wire.PING:
@@ -86,6 +88,14 @@ class WorkerService:
             return [wire.pack(wire.ACK, seq, False, "ProtocolError", type(e).__name__)]
         return [wire.pack(wire.ACK, seq, True, *result)]
 
+    def _buffers(self, parts: Sequence[Buffer], blob: int) -> tuple[memoryview,
+                                                                     memoryview | None]:
+        if self.req is not None:
+            return self.req.view, self.rep.view
+        if len(parts) <= blob:
+            raise ProtocolError("batch without payload blob")
+        return memoryview(parts[blob]), None
+
     def _batch(self, msg: list[Any], parts: Sequence[Buffer]) -> list[Parts]:
         engine = self.engine
         if engine is None:
@@ -95,15 +105,33 @@ class WorkerService:
             raise ProtocolError("bad BATCH")
         desc = parts[1]
         wire.check_blob(desc, wire.REQ, count)
-        if self.req is not None:
-            inp = self.req.view
-            out = self.rep.view
-        else:
-            if len(parts) < 3:
-                raise ProtocolError("BATCH without payload blob")
-            inp = memoryview(parts[2])
-            out = None
-        res, overflow = engine.run(desc, count, inp, out, self.heartbeat)
+        inp, out = self._buffers(parts, 2)
+        res, overflow = engine.run(wire.REQ.iter_unpack(desc), count, inp, out, self.heartbeat)
+        return self._reply(engine, batch_id, count, res, overflow, out)
+
+    def _packed(self, msg: list[Any], parts: Sequence[Buffer]) -> list[Parts]:
+        engine = self.engine
+        if engine is None:
+            raise ProtocolError("PACKED before CONFIG")
+        _, batch_id, count, op, pidx, counter0, epoch, in_base, out_base = msg
+        if not all(isinstance(v, int) for v in (count, op, pidx, counter0, epoch, in_base,
+                                                out_base)) or count < 1 or len(parts) < 6:
+            raise ProtocolError("bad PACKED")
+        lengths, codecs, flags, ssrcs, tss = (memoryview(p) for p in parts[1:6])
+        if not (len(lengths) == len(ssrcs) == len(tss) == 4 * count and
+                len(codecs) == len(flags) == count):
+            raise ProtocolError("PACKED columns do not match the count")
+        inp, out = self._buffers(parts, 6)
+        if out is None:
+            in_base = out_base = 0
+        fields = packed_fields(op, pidx, counter0, epoch, in_base, out_base,
+                               lengths.cast("I"), codecs, flags, ssrcs.cast("I"),
+                               tss.cast("I"))
+        res, overflow = engine.run(fields, count, inp, out, self.heartbeat)
+        return self._reply(engine, batch_id, count, res, overflow, out)
+
+    def _reply(self, engine: Engine, batch_id: int, count: int, res: bytearray,
+               overflow: list[bytes], out: memoryview | None) -> list[Parts]:
         replies: list[Parts] = [[wire.pack(wire.EVENT, ev)] for ev in engine.events]
         engine.events.clear()
         reply: Parts = [wire.pack(wire.RESULT, batch_id, count), bytes(res)]
