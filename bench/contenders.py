@@ -19,6 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from framecrypt import Frame, Pool, livekit, sframe
+from framecrypt.batch import FrameBatch, InlineBatcher
 from framecrypt.bench.workloads import (
     Op,
     Workload,
@@ -511,6 +512,136 @@ class PoolContender(Contender):
             done(ok)
 
         self._spawn(one())
+
+
+BatchArgs = tuple[list[bytes], list[str], list[bool], list[int], list[int]]
+
+
+def _batch_args(frames: list[Frame]) -> BatchArgs:
+    return ([f.data for f in frames], [f.codec for f in frames], [f.keyframe for f in frames],
+            [f.ssrc for f in frames], [f.timestamp for f in frames])
+
+
+def _batch_of(a: BatchArgs) -> FrameBatch:
+    """Timed: what a caller holding a list of frames does to make a batch."""
+    return FrameBatch.of(a[0], a[1], keyframes=a[2], ssrc=a[3], timestamps=a[4])
+
+
+class BatchPoolContender(PoolContender):
+    """The same pool, fed through the columnar API (:class:`FrameBatch` →
+    ``encrypt_batch``/``decrypt_batch``): no Python object per frame in the broker.
+    The paced (latency, storm) runs use the per-frame path, as the parent."""
+
+    def __init__(self, workers: int, transport: str, placement: str, chunk: int) -> None:
+        super().__init__(workers, transport, placement, chunk)
+        self.name = f"batch-{transport}-{workers}w-{placement}"
+        self.description = (f"framecrypt.Pool(workers={workers}, transport={transport!r}, "
+                            f"placement={placement!r}); FrameBatch.of + encrypt_batch/"
+                            f"decrypt_batch in chunks of {chunk} per stream")
+        self.batches: dict[str, list[list[tuple[int, bool, list[BatchArgs]]]]] = {}
+
+    async def prepare(self, wl: Workload) -> None:
+        await super().prepare(wl)
+        self.batches[wl.name] = [[(pidx, enc, [_batch_args(ch) for ch in chunks])
+                                  for pidx, enc, chunks, _ in seg]
+                                 for seg in self.prepared[wl.name]]
+
+    async def unprepare(self, wl: Workload) -> None:
+        self.batches.pop(wl.name, None)
+        await super().unprepare(wl)
+
+    async def drive(self, wl: Workload, verify: bool = False) -> int:
+        bad = 0
+        for si, (seg, prepared) in enumerate(zip(wl.segments, self.batches[wl.name],
+                                                 strict=True)):
+            pool = self.pools[seg.fmt]
+            names = self._names_for(wl, seg.fmt)
+            ops_of = self.prepared[wl.name][si]
+
+            async def one(k: int, pidx: int, enc: bool, chunks: list[BatchArgs],
+                          pool: Pool = pool, names: list[str] = names, seg_fmt: str = seg.fmt,
+                          suite: int = seg.suite,
+                          ops_of: list[Any] = ops_of) -> int:
+                f = pool.encrypt_batch if enc else pool.decrypt_batch
+                name = names[pidx]
+                wrong = 0
+                for j, ch in enumerate(chunks):
+                    out = await f(name, _batch_of(ch))
+                    if verify:
+                        wrong += _check(seg_fmt, suite, ops_of[k][3][j], list(out))
+                return wrong
+
+            res = await asyncio.gather(*(one(k, *s) for k, s in enumerate(prepared)))
+            bad += sum(res)
+        return bad
+
+
+class InlineBatch(Contender):
+    name = "inline-batch"
+    kind = "inline"
+    description = ("framecrypt pure core over FrameBatch in the calling process "
+                   "(framecrypt.batch.InlineBatcher: the workers' loop, no pool), in chunks "
+                   "per stream, on the event loop")
+
+    def __init__(self, chunk: int) -> None:
+        self.chunk = chunk
+        self.items: dict[str, list[tuple[str, int, list[tuple[int, bool, BatchArgs,
+                                                              list[Op]]]]]] = {}
+        self.lk = InlineBatcher("livekit")
+        self.run_batchers: dict[str, InlineBatcher] = {}
+
+    async def prepare(self, wl: Workload) -> None:
+        if "livekit" in wl.formats:
+            for i in range(wl.participants):
+                self.lk.set_key(f"{wl.name}/p{i}", material(i))
+        segs = []
+        for seg in wl.segments:
+            streams: dict[tuple[int, bool], list[Op]] = {}
+            for op in seg.ops:
+                streams.setdefault((op.pidx, op.enc), []).append(op)
+            items = []
+            c = self.chunk
+            # interleave the streams chunk by chunk, as the pool contenders' gather does
+            per = [[(pidx, enc, ops[k:k + c]) for k in range(0, len(ops), c)]
+                   for (pidx, enc), ops in streams.items()]
+            for row in range(max((len(p) for p in per), default=0)):
+                for p in per:
+                    if row < len(p):
+                        pidx, enc, ops = p[row]
+                        fr = [Frame(o.data, o.codec, o.keyframe, o.ssrc, o.ts) for o in ops]
+                        items.append((pidx, enc, _batch_args(fr), ops))
+            segs.append((seg.fmt, seg.suite, items))
+        self.items[wl.name] = segs
+
+    async def unprepare(self, wl: Workload) -> None:
+        self.items.pop(wl.name, None)
+
+    async def before_run(self, wl: Workload) -> None:
+        """SFrame receivers keep a replay window: every run opens with fresh ones."""
+        for fmt, suite, _ in self.items[wl.name]:
+            if fmt == "sframe":
+                ib = InlineBatcher("sframe", suite=suite)
+                for i in range(wl.participants):
+                    ib.set_key(f"p{i}", sframe_base(i))
+                self.run_batchers[wl.name] = ib
+
+    async def drive(self, wl: Workload, verify: bool = False) -> int:
+        bad = 0
+        for fmt, suite, items in self.items[wl.name]:
+            ib = self.run_batchers[wl.name] if fmt == "sframe" else self.lk
+            pre = "p" if fmt == "sframe" else f"{wl.name}/p"
+            nb = 0
+            for pidx, enc, args, ops in items:
+                b = _batch_of(args)
+                out = (ib.seal if enc else ib.open)(f"{pre}{pidx}", b)
+                if verify:
+                    bad += _check(fmt, suite, ops, list(out))
+                nb += b.nbytes
+                if nb >= _CHUNK_BYTES:
+                    nb = 0
+                    await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        return bad
 
 
 _check_keys: dict[int, bytes] = {}

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from framecrypt.bench import browser, report
-from framecrypt.bench.contenders import Contender, Floor, Inline, Naive, PoolContender
+from framecrypt.bench.contenders import (
+    BatchPoolContender,
+    Contender,
+    Floor,
+    Inline,
+    InlineBatch,
+    Naive,
+    PoolContender,
+)
 from framecrypt.bench.measure import (
     LagTicker,
     cpu_delta,
@@ -66,11 +74,13 @@ def worker_counts(n: int, override: str | None) -> list[int]:
 
 def make_contenders(scale: Scale, args: argparse.Namespace) -> list[Contender]:
     n = os.cpu_count() or 1
-    cs: list[Contender] = [Floor(), Inline()]
+    cs: list[Contender] = [Floor(), Inline(), InlineBatch(args.chunk)]
     for w in worker_counts(n, args.workers):
         for tr in ("shm", "ipc"):
             for pl in ("pool", "auto"):
                 cs.append(PoolContender(w, tr, pl, args.chunk))
+        for pl in ("pool", "auto"):
+            cs.append(BatchPoolContender(w, "shm", pl, args.chunk))
     cs.append(Naive(n, scale.naive_cap))
     return cs
 

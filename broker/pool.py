@@ -1369,8 +1369,8 @@ class Pool:
         parts = [wire.pack(wire.PACKED, batch.batch_id, n, run.op, run.pidx,
                            pk.counter0 + a if enc else 0,
                            self._epoch if self._iv_epoch else -1, roff, ooff),
-                 _le(bat.lengths[lo:hi]), bytes(bat.codecs[lo:hi]), bytes(bat.flags[lo:hi]),
-                 _le(bat.ssrcs[lo:hi]), _le(bat.timestamps[lo:hi])]
+                 b"".join((_le(bat.lengths[lo:hi]), _le(bat.ssrcs[lo:hi]),
+                           _le(bat.timestamps[lo:hi]), bat.codecs[lo:hi], bat.flags[lo:hi]))]
         if blob is not None:
             parts.append(blob)
         self._send_batch_parts(sl, batch, parts)

@@ -11,10 +11,11 @@ broker → worker
   ``[V, CONFIG, settings: dict, shm: [req_name, rep_name, size] | None]``
   ``[V, BATCH, batch_id, count]`` + descriptor blob (+ payload blob without shm)
   ``[V, PACKED, batch_id, count, op, participant, counter0, epoch, in_base, out_base]``
-  + lengths (u32 each), codecs (u8), flags (u8), ssrcs (u32), timestamps (u32)
-  (+ payload blob without shm): a columnar batch of one participant, payloads back
-  to back from ``in_base``, outputs in consecutive reserved regions from ``out_base``
-  (see :func:`framecrypt.workers.engine.packed_fields`); answered with RESULT
+  + one columns blob: lengths, ssrcs, timestamps (u32 little-endian, ``count`` each),
+  codecs, flags (u8, ``count`` each) (+ payload blob without shm): a columnar batch
+  of one participant, payloads back to back from ``in_base``, outputs from
+  ``out_base`` (see :meth:`framecrypt.workers.engine.Engine.run_packed`); answered
+  with RESULT
   ``[V, CONTROL, seq, op, *args]``   key operations, ordered with the batches
   ``[V, PING, t]`` heartbeat          ``[V, STOP]``
 worker → broker

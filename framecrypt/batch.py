@@ -37,9 +37,11 @@ from framecrypt.errors import (
 )
 from framecrypt.frame import Frame
 
-__all__ = ["BatchResult", "FrameBatch"]
+__all__ = ["BatchResult", "FrameBatch", "InlineBatcher"]
 
 _KEYFRAME = wire.FLAG_KEYFRAME
+assert _KEYFRAME == 1
+_CODEC_ID_OF = dict(wire.CODEC_ID)
 
 
 def _codec_id(codec: str) -> int:
@@ -49,10 +51,14 @@ def _codec_id(codec: str) -> int:
     return cid
 
 
-def _column(value: int | Iterable[int], n: int, typecode: str = "I") -> array[int]:
+def _column(value: int | Iterable[int], n: int) -> array[int]:
+    """A u32 column: one shared value, or one per frame (taken mod 2**32)."""
     if isinstance(value, int):
-        return array(typecode, [value & 0xFFFFFFFF]) * n
-    col = array(typecode, (v & 0xFFFFFFFF for v in value))
+        return array("I", [value & 0xFFFFFFFF]) * n
+    try:
+        col = array("I", value)  # C speed when every value is in range
+    except (OverflowError, TypeError):
+        col = array("I", (int(v) & 0xFFFFFFFF for v in value))
     if len(col) != n:
         raise ValueError(f"expected {n} values, got {len(col)}")
     return col
@@ -87,11 +93,14 @@ class FrameBatch:
         if isinstance(codec, str):
             b.codecs = bytearray([_codec_id(codec)]) * n
         else:
-            b.codecs = bytearray(map(_codec_id, codec))
+            try:
+                b.codecs = bytearray(map(_CODEC_ID_OF.__getitem__, codec))
+            except KeyError as e:
+                raise UnsupportedCodec(str(e.args[0])) from None
         if isinstance(keyframes, bool):
             b.flags = bytearray([_KEYFRAME if keyframes else 0]) * n
         else:
-            b.flags = bytearray(_KEYFRAME if k else 0 for k in keyframes)
+            b.flags = bytearray(map(bool, keyframes))  # FLAG_KEYFRAME is bit 0
         b.ssrcs = _column(ssrc, n)
         b.timestamps = _column(timestamps, n)
         if not (len(b.codecs) == len(b.flags) == n):
@@ -254,3 +263,72 @@ class BatchResult:
 
     def __repr__(self) -> str:
         return f"BatchResult({self._n} frames, {self.failed} failed)"
+
+
+class InlineBatcher:
+    """The pure core over :class:`FrameBatch` in the calling thread: the loop a crypto
+    worker runs, without a pool (no processes, no asyncio). Owns the send counters the
+    way a :class:`~framecrypt.Pool` does (LiveKit/Jitsi IV = ssrc ‖ random epoch ‖
+    counter per participant; SFrame CTRs from a random 48-bit start)::
+
+        >>> from framecrypt import livekit
+        >>> ib = InlineBatcher()
+        >>> ib.set_key("alice", b"shared secret")
+        >>> sealed = ib.seal("alice", FrameBatch.of([b"\\x90" * 40], codec="vp8"))
+        >>> opened = ib.open("alice", FrameBatch.of(sealed.payloads(), codec="vp8"))
+        >>> opened.payloads() == [b"\\x90" * 40]
+        True
+    """
+
+    def __init__(self, format: str = "livekit", *, suite: int = 4) -> None:
+        import secrets
+
+        from framecrypt.workers.engine import Engine, EngineConfig
+
+        self._engine = Engine(EngineConfig(format=format, suite=suite))
+        self._sframe = format == "sframe"
+        self._epoch = -1 if self._sframe else secrets.randbits(32)
+        self._randbits = secrets.randbits
+        self._pidx: dict[str, int] = {}
+        self._counters: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"InlineBatcher({self._engine.config.format}, participants={len(self._pidx)})"
+
+    def set_key(self, participant: str, material: bytes | str, index: int = 0, *,
+                kdf: str | None = None) -> None:
+        """Install key ``index`` of ``participant`` and make it the one to seal with
+        (LiveKit: HKDF of the material unless ``kdf="pbkdf2"``; SFrame: base key)."""
+        pidx = self._pidx.setdefault(participant, len(self._pidx))
+        self._engine.control("keyset", [pidx, participant, index, material, kdf, 0, None, True])
+
+    def _run(self, participant: str, batch: FrameBatch, op: int) -> BatchResult:
+        from framecrypt.workers.engine import REPLY_SLACK, packed_fields
+
+        pidx = self._pidx.get(participant)
+        if pidx is None:
+            raise UnknownKey(0)
+        n = len(batch)
+        batch.check(1 << 30)
+        counter0 = 0
+        if op == wire.OP_ENCRYPT:
+            counter0 = self._counters.get(pidx, -1)
+            if counter0 < 0:
+                counter0 = self._randbits(48) if self._sframe else 0
+            self._counters[pidx] = counter0 + n
+        size = batch.nbytes
+        out = bytearray(max(1, size + n * REPLY_SLACK + size // 64 if op == wire.OP_ENCRYPT
+                            else size))
+        fields = packed_fields(op, pidx, counter0, self._epoch, 0, 0, batch.lengths,
+                               batch.codecs, batch.flags, batch.ssrcs, batch.timestamps)
+        res, overflow = self._engine.run(fields, n, memoryview(batch.data), memoryview(out))
+        statuses = res[0 :: wire.RES.size]
+        failed = n - statuses.count(wire.ST_OK) - statuses.count(wire.ST_INLINE)
+        piece = OutputPiece(0, n, res, out, 0, b"".join(overflow))
+        return BatchResult(n, [None] * n, [piece], failed)
+
+    def seal(self, participant: str, batch: FrameBatch) -> BatchResult:
+        return self._run(participant, batch, wire.OP_ENCRYPT)
+
+    def open(self, participant: str, batch: FrameBatch) -> BatchResult:
+        return self._run(participant, batch, wire.OP_DECRYPT)

@@ -212,13 +212,12 @@ def test_a_malformed_packed_message_is_counted_and_answered_with_nothing() -> No
     svc = WorkerService(0)
     svc.handle([wire.pack(wire.CONFIG, {"format": "livekit"}, None)])
     good = [wire.pack(wire.PACKED, 1, 2, wire.OP_ENCRYPT, 0, 0, -1, 0, 0),
-            (3).to_bytes(4, "little") * 2, b"\x00\x00", b"\x00\x00", b"\0" * 8, b"\0" * 8,
-            b"abcdef"]
+            (3).to_bytes(4, "little") * 2 + b"\0" * 16 + b"\x00\x00" + b"\x00\x00", b"abcdef"]
     replies = svc.handle(good)  # no key for participant 0: typed status, not a crash
     status = wire.RES.unpack_from(replies[-1][1], 0)[0]
     assert status == wire.ST_UNKNOWN_KEY and svc.protocol_errors == 0
-    for broken in ([good[0], *good[1:3]],  # missing columns
-                   [good[0], b"\x01", *good[2:]],  # lengths column of the wrong size
+    for broken in ([good[0]],  # missing columns
+                   [good[0], good[1][:-1], good[2]],  # columns of the wrong size
                    [wire.pack(wire.PACKED, 1, 2, "x", 0, 0, -1, 0, 0), *good[1:]],
                    [wire.pack(wire.PACKED, 1, 0, 1, 0, 0, -1, 0, 0), *good[1:]]):
         assert svc.handle(broken) == []

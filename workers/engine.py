@@ -439,7 +439,13 @@ class Engine:
                         out_off, over_len = over_len, over_len + n
                         status = wire.ST_INLINE
                 elif op == wire.OP_DECRYPT and stateless:
-                    status = wire.ST_RETRY
+                    got = self.try_open(pidx, bytes(data), codec, kf)
+                    if got is None or out is None or len(got) > out_cap or \
+                            out_off + len(got) > len(out):
+                        status = wire.ST_RETRY
+                    else:
+                        n = len(got)
+                        out[out_off : out_off + n] = got
                 elif op == wire.OP_DECRYPT:
                     pt = self.open(pidx, data, codec, kf)
                     n = len(pt)

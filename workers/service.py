@@ -7,6 +7,8 @@ Malformed messages are counted and answered with nothing; no input kills a worke
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -115,18 +117,26 @@ class WorkerService:
             raise ProtocolError("PACKED before CONFIG")
         _, batch_id, count, op, pidx, counter0, epoch, in_base, out_base = msg
         if not all(isinstance(v, int) for v in (count, op, pidx, counter0, epoch, in_base,
-                                                out_base)) or count < 1 or len(parts) < 6:
+                                                out_base)) or count < 1 or len(parts) < 2:
             raise ProtocolError("bad PACKED")
-        lengths, codecs, flags, ssrcs, tss = (memoryview(p) for p in parts[1:6])
-        if not (len(lengths) == len(ssrcs) == len(tss) == 4 * count and
-                len(codecs) == len(flags) == count):
+        cols = memoryview(parts[1])
+        if len(cols) != 14 * count:
             raise ProtocolError("PACKED columns do not match the count")
-        inp, out = self._buffers(parts, 6)
+        u32: Sequence[int]
+        if sys.byteorder == "little":
+            u32 = cols[: 12 * count].cast("I")
+        else:  # the wire is little-endian
+            swapped = array("I")
+            swapped.frombytes(cols[: 12 * count])
+            swapped.byteswap()
+            u32 = swapped
+        lengths, ssrcs, tss = u32[:count], u32[count : 2 * count], u32[2 * count :]
+        codecs, flags = cols[12 * count : 13 * count], cols[13 * count :]
+        inp, out = self._buffers(parts, 2)
         if out is None:
             in_base = out_base = 0
-        fields = packed_fields(op, pidx, counter0, epoch, in_base, out_base,
-                               lengths.cast("I"), codecs, flags, ssrcs.cast("I"),
-                               tss.cast("I"))
+        fields = packed_fields(op, pidx, counter0, epoch, in_base, out_base, lengths, codecs,
+                               flags, ssrcs, tss)
         res, overflow = engine.run(fields, count, inp, out, self.heartbeat)
         return self._reply(engine, batch_id, count, res, overflow, out)
 
