@@ -59,13 +59,7 @@ from framecrypt.errors import (
 from framecrypt.frame import Frame
 from framecrypt.transports import hygiene
 from framecrypt.transports.shm import RingAllocator, Segment
-from framecrypt.workers.engine import (
-    REPLY_SLACK,
-    Engine,
-    EngineConfig,
-    packed_fields,
-    reply_capacity,
-)
+from framecrypt.workers.engine import Engine, EngineConfig, reply_capacity, reply_size
 from framecrypt.workers.service import WorkerService
 
 ENCRYPT = wire.OP_ENCRYPT
@@ -944,15 +938,12 @@ class Pool:
         n = hi - lo
         t0 = time.perf_counter()
         lengths = b.lengths[lo:hi]
-        enc = run.op == ENCRYPT
-        size = run.nbytes + n * REPLY_SLACK + run.nbytes // 64 if enc else run.nbytes
-        out = bytearray(max(size, 1))
-        fields = packed_fields(run.op, run.pidx, pk.counter0,
-                               self._epoch if self._iv_epoch else -1, 0, 0, lengths,
-                               b.codecs[lo:hi], b.flags[lo:hi], b.ssrcs[lo:hi],
-                               b.timestamps[lo:hi])
+        out = bytearray(reply_size(run.op, n, run.nbytes))
         inp = memoryview(b.data)[offs[lo] : offs[hi]]
-        res, overflow = self._local.run(fields, n, inp, memoryview(out), stateless=True)
+        res, overflow, _ = self._local.run_packed(
+            run.op, run.pidx, pk.counter0, self._epoch if self._iv_epoch else -1, lengths,
+            b.codecs[lo:hi], b.flags[lo:hi], b.ssrcs[lo:hi], b.timestamps[lo:hi], inp,
+            memoryview(out), stateless=True)
         self._inline_spent += time.perf_counter() - t0
         self.counters["frames_inline"] += n
         retry = self._take_packed_piece(run, 0, n, res, out, 0, b"".join(overflow))
@@ -1346,7 +1337,7 @@ class Pool:
         lo, hi = pk.lo + a, pk.lo + b
         n = b - a
         enc = run.op == ENCRYPT
-        out_total = total + n * REPLY_SLACK + total // 64 if enc else total
+        out_total = reply_size(run.op, n, total)
         d0 = pk.offsets[lo]
         blob: bytes | None = None
         req_span = rep_span = None
@@ -1566,7 +1557,7 @@ class Pool:
         self._on_ack(sl, ctl, bool(ok), result)
 
     def _on_result(self, sl: _Slot, msg: list[Any], parts: Sequence[bytes | memoryview]) -> None:
-        _, batch_id, count = msg
+        _, batch_id, count, *used = msg
         self._skip_to(sl, lambda e: isinstance(e, _Batch) and e.batch_id == batch_id)
         batch = sl.inflight[0]
         assert isinstance(batch, _Batch)
@@ -1578,7 +1569,9 @@ class Pool:
         overflow = parts[2] if len(parts) > 2 else b""
         rep = sl.rep_seg.view if sl.rep_seg is not None and batch.rep_span else None
         if batch.segments[0][0].packed is not None:
-            self._on_packed_result(batch, res, rep, overflow)
+            if len(used) != 1 or not isinstance(used[0], int):
+                raise ProtocolError("RESULT of a packed batch without its size")
+            self._on_packed_result(batch, res, rep, parts, used[0])
             self._batch_done(sl, batch)
             return
         src = rep if rep is not None else overflow
@@ -1628,16 +1621,17 @@ class Pool:
         self.counters["bytes_out"] += nbytes_out
         self._batch_done(sl, batch)
 
-    def _on_packed_result(self, batch: _Batch, res: bytes | memoryview,
-                          rep: memoryview | None, overflow: bytes | memoryview) -> None:
+    def _on_packed_result(self, batch: _Batch, res: bytes | memoryview, rep: memoryview | None,
+                          parts: Sequence[bytes | memoryview], used: int) -> None:
         run, a, b = batch.segments[0]
-        base = 0
-        buf: bytes = b""
         if rep is not None and batch.rep_span is not None:
             base, size = batch.rep_span
-            buf = bytes(rep[base : base + size])  # one copy out of the ring
+            buf = bytes(rep[base : base + min(size, max(0, used))])  # one copy out of the ring
+        else:
+            buf = bytes(parts[3]) if len(parts) > 3 else b""
         res_b = bytes(res)
-        retry = self._take_packed_piece(run, a, b, res_b, buf, base, bytes(overflow))
+        retry = self._take_packed_piece(run, a, b, res_b, buf, 0,
+                                        bytes(parts[2]) if len(parts) > 2 else b"")
         if retry:  # workers answer every frame; a retry mark is a protocol error
             for i in retry:
                 self.counters["protocol_errors"] += 1

@@ -303,7 +303,7 @@ class InlineBatcher:
         self._engine.control("keyset", [pidx, participant, index, material, kdf, 0, None, True])
 
     def _run(self, participant: str, batch: FrameBatch, op: int) -> BatchResult:
-        from framecrypt.workers.engine import REPLY_SLACK, packed_fields
+        from framecrypt.workers.engine import reply_size
 
         pidx = self._pidx.get(participant)
         if pidx is None:
@@ -316,12 +316,10 @@ class InlineBatcher:
             if counter0 < 0:
                 counter0 = self._randbits(48) if self._sframe else 0
             self._counters[pidx] = counter0 + n
-        size = batch.nbytes
-        out = bytearray(max(1, size + n * REPLY_SLACK + size // 64 if op == wire.OP_ENCRYPT
-                            else size))
-        fields = packed_fields(op, pidx, counter0, self._epoch, 0, 0, batch.lengths,
-                               batch.codecs, batch.flags, batch.ssrcs, batch.timestamps)
-        res, overflow = self._engine.run(fields, n, memoryview(batch.data), memoryview(out))
+        out = bytearray(reply_size(op, n, batch.nbytes))
+        res, overflow, _ = self._engine.run_packed(
+            op, pidx, counter0, self._epoch, batch.lengths, batch.codecs, batch.flags,
+            batch.ssrcs, batch.timestamps, memoryview(batch.data), memoryview(out))
         statuses = res[0 :: wire.RES.size]
         failed = n - statuses.count(wire.ST_OK) - statuses.count(wire.ST_INLINE)
         piece = OutputPiece(0, n, res, out, 0, b"".join(overflow))

@@ -8,9 +8,9 @@ broker's inline path and the ``inline`` transport call it directly.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, repeat
+from itertools import repeat
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -48,21 +48,10 @@ def reply_capacity(size: int) -> int:
     return size + REPLY_SLACK + size // 64
 
 
-def packed_fields(op: int, pidx: int, counter0: int, epoch: int, in_base: int, out_base: int,
-                  lengths: Sequence[int], codecs: bytes | bytearray | memoryview,
-                  flags: bytes | bytearray | memoryview, ssrcs: Sequence[int],
-                  timestamps: Sequence[int]) -> Iterator[Descriptor]:
-    """Descriptors of a columnar batch (payloads back to back from ``in_base``, outputs
-    in consecutive reserved regions from ``out_base``; sealing uses counters
-    ``counter0 …`` and, when ``epoch >= 0``, the epoch instead of each timestamp)."""
-    n = len(lengths)
-    enc = op == wire.OP_ENCRYPT
-    caps: Iterable[int] = list(map(reply_capacity, lengths)) if enc else lengths
-    return zip(repeat(op, n), codecs, flags, repeat(pidx), ssrcs,
-               repeat(epoch) if enc and epoch >= 0 else timestamps,
-               range(counter0, counter0 + n) if enc else repeat(0),
-               accumulate(lengths, initial=in_base), lengths,
-               accumulate(caps, initial=out_base), caps)
+def reply_size(op: int, count: int, nbytes: int) -> int:
+    """Reply bytes reserved for a columnar batch of ``count`` frames, ``nbytes`` in all
+    (``sum(reply_capacity(size))`` bounds what sealing writes, without H.26x growth)."""
+    return nbytes + count * REPLY_SLACK + nbytes // 64 if op == wire.OP_ENCRYPT else nbytes
 
 
 STATUS_OF: dict[type[FramecryptError], int] = {
@@ -126,6 +115,10 @@ class Engine:
             (lkframe._fixed_clear(c, False, self.jitsi), lkframe._fixed_clear(c, True, self.jitsi))
             for c in wire.CODECS
         ]
+        # the same, flat: [codec id << 1 | keyframe] for every byte value a codec may have
+        self._fixed_flat: list[int | None] = [None] * 512
+        for cid, pair in enumerate(self._fixed):
+            self._fixed_flat[cid << 1], self._fixed_flat[cid << 1 | 1] = pair
         self._options = CryptorOptions(
             ratchet_window=config.ratchet_window,
             failure_tolerance=-1 if self.jitsi else config.failure_tolerance,
@@ -134,6 +127,8 @@ class Engine:
             sif_trailer=config.sif_trailer or None,
             jitsi=self.jitsi,
         )
+        self._tolerant = self._options.failure_tolerance >= 0
+        self._sif = self._options.sif_trailer or b""
 
     def __repr__(self) -> str:
         return f"Engine({self.config.format}, participants={len(self.participants)})"
@@ -329,42 +324,35 @@ class Engine:
             return None
 
     def run(self, fields: Iterable[Descriptor], count: int, inp: memoryview,
-            out: memoryview | None, tick: Callable[[], None] | None = None, *,
-            stateless: bool = False) -> tuple[bytearray, list[bytes]]:
+            out: memoryview | None, tick: Callable[[], None] | None = None
+            ) -> tuple[bytearray, list[bytes]]:
         """Process one batch of ``count`` descriptors (tuples as :data:`wire.REQ`
-        unpacks them: ``wire.REQ.iter_unpack(blob)``, or :func:`packed_fields`).
-        Outputs go into ``out`` at each descriptor's reserved region when it fits,
-        else into the returned overflow list (``ST_INLINE``: ``out_off`` is then the
-        offset into the concatenated overflow blob). ``tick`` is called after every
-        frame (the worker sends heartbeats from it during long batches, e.g. PBKDF2
-        ratchets). ``stateless``: open only what the fast path opens, mark the rest
-        ``ST_RETRY`` (no ratchet, failure count or event: the broker's inline pass)."""
+        unpacks them: ``wire.REQ.iter_unpack(blob)``). Outputs go into ``out`` at each
+        descriptor's reserved region when it fits, else into the returned overflow
+        list (``ST_INLINE``: ``out_off`` is then the offset into the concatenated
+        overflow blob). ``tick`` is called after every frame (the worker sends
+        heartbeats from it during long batches, e.g. PBKDF2 ratchets)."""
         res = bytearray(wire.RES.size * count)
-        overflow: list[bytes] = []
-        over_len = 0
+        spill = _Overflow()
         pack = wire.RES.pack_into
-        codecs = wire.CODECS
-        scratch: memoryview | None = None
         # fast path (LiveKit/Jitsi, fixed clear header, reply in the ring): no method
         # calls, no intermediate bytes; anything unusual falls through to the full path
         fast = out is not None and not self.sframe and self.config.iv == "counter"
-        fixed = self._fixed
+        fixed = self._fixed_flat
         tpack = _TRAILER.pack_into
         inp_len = len(inp)
         out_len = len(out) if out is not None else 0
         last_pidx = -1
         send_aead: Any = None
         send_index = 0
-        sif = self._options.sif_trailer
-        tol = self._options.failure_tolerance
-        i = -1
+        k = -wire.RES.size
         for (op, codec_id, flags, pidx, ssrc, ts, counter, in_off, in_len, out_off,
              out_cap) in fields:
-            i += 1
-            if i >= count:
+            k += wire.RES.size
+            if k >= len(res):
                 raise ProtocolError("more descriptors than the count")
-            if fast and codec_id < 6 and in_off + in_len <= inp_len:
-                nclear = fixed[codec_id][flags & 1]
+            if fast and in_off + in_len <= inp_len:
+                nclear = fixed[(codec_id << 1 | flags & 1) & 511]
                 assert out is not None
                 if op == wire.OP_ENCRYPT and nclear is not None and nclear <= in_len and \
                         counter <= U32 and in_len + 30 <= out_cap and \
@@ -380,103 +368,226 @@ class Engine:
                         send_aead.encrypt_into(out[end : end + 12],
                                                inp[in_off + nclear : in_off + in_len],
                                                out[out_off:h_end], out[h_end:end])
-                        pack(res, i * 12, 0, out_off, in_len + 30)
+                        pack(res, k, 0, out_off, in_len + 30)
                         if tick is not None:
                             tick()
                         continue
                 elif op == wire.OP_DECRYPT and nclear is not None and \
-                        in_len >= nclear + 30 and inp[in_off + in_len - 2] == 12 and \
                         out_off + in_len <= out_len:
-                    stop = in_off + in_len
+                    n = self._open_fast(pidx, inp, in_off, in_len, nclear, out, out_off)
+                    if n >= 0:
+                        pack(res, k, 0, out_off, n)
+                        if tick is not None:
+                            tick()
+                        continue
+            if in_off + in_len > inp_len:
+                self.counts["errors"] += 1
+                pack(res, k, wire.ST_MALFORMED, 0, 0)
+                continue
+            region = None
+            if out is not None and out_off + out_cap <= out_len:
+                region = out[out_off : out_off + out_cap]
+            status, off, n = self._full(op, pidx, codec_id, flags, ssrc, ts, counter,
+                                        inp[in_off : in_off + in_len], region, spill, False)
+            pack(res, k, status, off + out_off if status == wire.ST_OK else off, n)
+            if tick is not None:
+                tick()
+        if k != len(res) - wire.RES.size:
+            raise ProtocolError("fewer descriptors than the count")
+        self.counts["frames"] += count
+        return res, spill.parts
+
+    def run_packed(self, op: int, pidx: int, counter0: int, epoch: int,
+                   lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],
+                   ssrcs: Sequence[int], timestamps: Sequence[int], inp: memoryview,
+                   out: memoryview | None, tick: Callable[[], None] | None = None, *,
+                   stateless: bool = False) -> tuple[bytearray, list[bytes], int]:
+        """A columnar batch of one participant and one op: payloads back to back in
+        ``inp``, outputs written back to back into ``out`` (result offsets are into
+        ``out``; what does not fit goes to the overflow list, ``ST_INLINE``). Sealing
+        uses counters ``counter0, counter0 + 1, …`` and, when ``epoch >= 0``, the
+        epoch in place of each timestamp. ``stateless``: open only what opens without
+        touching any state; the rest is marked ``ST_RETRY`` (the broker's inline pass).
+        Returns the result records, the overflow and how many bytes of ``out`` it used.
+        """
+        count = len(lengths)
+        res = bytearray(wire.RES.size * count)
+        spill = _Overflow()
+        pack = wire.RES.pack_into
+        fixed = self._fixed_flat
+        out_len = len(out) if out is not None else -1
+        fast = out is not None and not self.sframe and self.config.iv == "counter"
+        enc = op == wire.OP_ENCRYPT
+        tss: Iterable[int] = repeat(epoch) if enc and epoch >= 0 else timestamps
+        seal_aead: Any = None
+        index = 0
+        ring: Any = None
+        if fast and enc:
+            seal_aead, index = self._send_key(pidx)
+            fast = seal_aead is not None and counter0 + count - 1 <= U32
+        elif fast:
+            p = self.participants.get(pidx)
+            ring = p.cryptor.ring if p is not None and p.cryptor is not None else None
+            fast = ring is not None and not self._sif
+        encrypt_into: Any = seal_aead.encrypt_into if seal_aead is not None else None
+        tpack = _TRAILER.pack_into
+        tolerant = self._tolerant
+        last_kid = -1
+        decrypt_into: Any = None
+        i = o = k = 0
+        ctr = counter0
+        for ln, cid, fl, ssrc, ts in zip(lengths, codecs, flags, ssrcs, tss, strict=False):
+            nclear = fixed[(cid << 1 | fl & 1) & 511] if fast else None
+            if nclear is not None and nclear <= ln and o + ln + 30 <= out_len:
+                assert out is not None
+                if enc:
+                    h = o + nclear
+                    e = h + ln - nclear + 16
+                    out[o:h] = inp[i : i + nclear]
+                    tpack(out, e, ssrc, ts, ctr, 12, index)
+                    encrypt_into(out[e : e + 12], inp[i + nclear : i + ln], out[o:h],
+                                 out[h:e])
+                    pack(res, k, 0, o, ln + 30)
+                    o = e + 14
+                    i += ln
+                    k += 12
+                    ctr += 1
+                    if tick is not None:
+                        tick()
+                    continue
+                stop = i + ln
+                if ln >= nclear + 30 and inp[stop - 2] == 12:
+                    # (an "LKTS" trailer cannot get here: its byte -2 is "T", not 12)
                     kid = inp[stop - 1]
-                    p = self.participants.get(pidx)
-                    cryptor = p.cryptor if p is not None else None
-                    ks = cryptor.ring.get(kid) if cryptor is not None else None
-                    if ks is not None and cryptor is not None and \
-                            (tol < 0 or cryptor.ring.failures(kid) == 0) and \
-                            bytes(inp[stop - 4 : stop]) != b"LKTS" and \
-                            not (sif and inp[stop - len(sif) : stop] == sif):
-                        plen = in_len - nclear - 30
-                        h_end = out_off + nclear
+                    if kid != last_kid:
+                        last_kid = kid
+                        ks = ring.get(kid)
+                        decrypt_into = None if ks is None or (
+                            tolerant and ring.failures(kid)) else ks.aead.decrypt_into
+                    if decrypt_into is not None:
+                        h = o + nclear
+                        e = h + ln - nclear - 30
                         try:
-                            ks.aead.decrypt_into(inp[stop - 14 : stop - 2],
-                                                 inp[in_off + nclear : stop - 14],
-                                                 inp[in_off : in_off + nclear],
-                                                 out[h_end : h_end + plen])
+                            decrypt_into(inp[stop - 14 : stop - 2], inp[i + nclear : stop - 14],
+                                         inp[i : i + nclear], out[h:e])
                         except InvalidTag:
                             pass  # the full path ratchets, counts and reports
                         else:
-                            out[out_off:h_end] = inp[in_off : in_off + nclear]
-                            pack(res, i * 12, 0, out_off, nclear + plen)
+                            out[o:h] = inp[i : i + nclear]
+                            pack(res, k, 0, o, e - o)
+                            o = e
+                            i = stop
+                            k += 12
                             if tick is not None:
                                 tick()
                             continue
-            status = wire.ST_OK
-            n = 0
-            try:
-                if codec_id >= len(codecs) or in_off + in_len > len(inp):
-                    raise MalformedFrame("bad descriptor")
-                codec = codecs[codec_id]
-                data = inp[in_off : in_off + in_len]
-                kf = bool(flags & wire.FLAG_KEYFRAME)
-                if op == wire.OP_ENCRYPT:
-                    if out is not None and out_off + out_cap <= len(out):
-                        try:
-                            n = self.seal_into(pidx, data, codec, kf, ssrc, ts, counter,
-                                               out[out_off : out_off + out_cap])
-                        except ValueError as e:  # reserved region too small (H.26x growth)
-                            if isinstance(e, FramecryptError):
-                                raise
-                            out_off = -1
-                    else:
-                        out_off = -1
-                    if out_off < 0:
-                        need = in_len * 2 + 64
-                        if scratch is None or len(scratch) < need:
-                            scratch = memoryview(bytearray(max(need, 65536)))
-                        n = self.seal_into(pidx, data, codec, kf, ssrc, ts, counter, scratch)
-                        overflow.append(bytes(scratch[:n]))
-                        out_off, over_len = over_len, over_len + n
-                        status = wire.ST_INLINE
-                elif op == wire.OP_DECRYPT and stateless:
-                    got = self.try_open(pidx, bytes(data), codec, kf)
-                    if got is None or out is None or len(got) > out_cap or \
-                            out_off + len(got) > len(out):
-                        status = wire.ST_RETRY
-                    else:
-                        n = len(got)
-                        out[out_off : out_off + n] = got
-                elif op == wire.OP_DECRYPT:
-                    pt = self.open(pidx, data, codec, kf)
-                    n = len(pt)
-                    if out is not None and n <= out_cap and out_off + n <= len(out):
-                        out[out_off : out_off + n] = pt
-                    else:
-                        overflow.append(pt)
-                        out_off, over_len = over_len, over_len + n
-                        status = wire.ST_INLINE
-                else:
-                    raise MalformedFrame("bad op")
-            except FramecryptError as e:
-                status = STATUS_OF.get(type(e), wire.ST_INTERNAL)
-                if status == wire.ST_INTERNAL:
-                    for cls, code in STATUS_OF.items():
-                        if isinstance(e, cls):
-                            status = code
-                            break
-                self.counts["errors"] += 1
-                n = 0
-                arg = getattr(e, "kid", getattr(e, "ctr", 0))
-                out_off = arg if isinstance(arg, int) and 0 <= arg <= U32 else 0
-            except Exception:  # a bug must not kill the worker: count it, carry on
-                status = wire.ST_INTERNAL
-                self.counts["internal_errors"] += 1
-                n = 0
-                out_off = 0
-            pack(res, i * wire.RES.size, status, out_off, n)
+            region = out[o:] if out is not None else None
+            status, off, n = self._full(op, pidx, cid, fl, ssrc, ts, ctr, inp[i : i + ln],
+                                        region, spill, stateless)
+            last_kid = -1  # the full path may have changed the keyring
+            if status == wire.ST_OK:
+                off += o
+                o += n
+            pack(res, k, status, off, n)
+            i += ln
+            k += 12
+            ctr += 1
             if tick is not None:
                 tick()
-        if i != count - 1:
-            raise ProtocolError("fewer descriptors than the count")
         self.counts["frames"] += count
-        return res, overflow
+        return res, spill.parts, o
+
+    def _open_fast(self, pidx: int, inp: memoryview, at: int, ln: int, nclear: int,
+                   out: memoryview, o: int) -> int:
+        """Open a LiveKit/Jitsi frame with a fixed clear header straight into
+        ``out[o:]`` when nothing unusual is going on (known key, no failures counted,
+        no LKTS/SIF trailer, tag valid); returns the plaintext length, or -1 for the
+        full path (which ratchets, counts and reports)."""
+        stop = at + ln
+        if ln < nclear + 30 or inp[stop - 2] != 12:
+            return -1
+        p = self.participants.get(pidx)
+        cryptor = p.cryptor if p is not None else None
+        if cryptor is None:
+            return -1
+        kid = inp[stop - 1]
+        ring = cryptor.ring
+        ks = ring.get(kid)
+        # (an "LKTS" trailer cannot get here: its byte -2 is "T", not the IV length 12)
+        if ks is None or (self._tolerant and ring.failures(kid)) or \
+                (self._sif and bytes(inp[stop - len(self._sif) : stop]) == self._sif):
+            return -1
+        plen = ln - nclear - 30
+        h = o + nclear
+        try:
+            ks.aead.decrypt_into(inp[stop - 14 : stop - 2], inp[at + nclear : stop - 14],
+                                 inp[at : at + nclear], out[h : h + plen])
+        except InvalidTag:
+            return -1
+        out[o:h] = inp[at : at + nclear]
+        return nclear + plen
+
+    def _full(self, op: int, pidx: int, codec_id: int, flags: int, ssrc: int, ts: int,
+              counter: int, data: memoryview, region: memoryview | None, spill: _Overflow,
+              stateless: bool) -> tuple[int, int, int]:
+        """One frame on the full path: ``(status, offset, length)``; the output goes to
+        ``region`` (offset into it) when it fits, else to ``spill`` (``ST_INLINE``,
+        offset into the overflow blob). Errors become status codes; no input raises."""
+        try:
+            if codec_id >= len(wire.CODECS):
+                raise MalformedFrame("bad descriptor")
+            codec = wire.CODECS[codec_id]
+            kf = bool(flags & wire.FLAG_KEYFRAME)
+            if op == wire.OP_ENCRYPT:
+                if region is not None:
+                    try:
+                        return wire.ST_OK, 0, self.seal_into(pidx, data, codec, kf, ssrc, ts,
+                                                             counter, region)
+                    except ValueError as e:  # region too small (H.26x growth)
+                        if isinstance(e, FramecryptError):
+                            raise
+                sealed = self.seal(pidx, bytes(data), codec, kf, ssrc, ts, counter)
+                return wire.ST_INLINE, spill.add(sealed), len(sealed)
+            if op != wire.OP_DECRYPT:
+                raise MalformedFrame("bad op")
+            if stateless:
+                got = self.try_open(pidx, bytes(data), codec, kf)
+                if got is None:
+                    return wire.ST_RETRY, 0, 0
+                pt = got
+            else:
+                pt = self.open(pidx, data, codec, kf)
+            n = len(pt)
+            if region is not None and n <= len(region):
+                region[:n] = pt
+                return wire.ST_OK, 0, n
+            return wire.ST_INLINE, spill.add(pt), n
+        except FramecryptError as e:
+            status = STATUS_OF.get(type(e), wire.ST_INTERNAL)
+            if status == wire.ST_INTERNAL:
+                for cls, code in STATUS_OF.items():
+                    if isinstance(e, cls):
+                        status = code
+                        break
+            self.counts["errors"] += 1
+            arg = getattr(e, "kid", getattr(e, "ctr", 0))
+            return status, arg if isinstance(arg, int) and 0 <= arg <= U32 else 0, 0
+        except Exception:  # a bug must not kill the worker: count it, carry on
+            self.counts["internal_errors"] += 1
+            return wire.ST_INTERNAL, 0, 0
+
+
+class _Overflow:
+    """Outputs that did not fit their reply region, concatenated in the reply."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> int:
+        off = self.size
+        self.parts.append(data)
+        self.size += len(data)
+        return off

@@ -14,7 +14,7 @@ from typing import Any
 
 from framecrypt.broker import wire
 from framecrypt.errors import FramecryptError, ProtocolError
-from framecrypt.workers.engine import Engine, EngineConfig, packed_fields
+from framecrypt.workers.engine import Engine, EngineConfig, reply_size
 
 Parts = list[bytes]
 Buffer = bytes | memoryview
@@ -132,19 +132,29 @@ class WorkerService:
             u32 = swapped
         lengths, ssrcs, tss = u32[:count], u32[count : 2 * count], u32[2 * count :]
         codecs, flags = cols[12 * count : 13 * count], cols[13 * count :]
-        inp, out = self._buffers(parts, 2)
-        if out is None:
-            in_base = out_base = 0
-        fields = packed_fields(op, pidx, counter0, epoch, in_base, out_base, lengths, codecs,
-                               flags, ssrcs, tss)
-        res, overflow = engine.run(fields, count, inp, out, self.heartbeat)
-        return self._reply(engine, batch_id, count, res, overflow, out)
+        nbytes = sum(lengths)
+        if self.req is not None:
+            inp = self.req.view[in_base : in_base + nbytes]
+            out = self.rep.view[out_base : out_base + reply_size(op, count, nbytes)]
+            if len(inp) != nbytes:
+                raise ProtocolError("PACKED payloads outside the ring")
+        else:
+            if len(parts) < 3 or len(parts[2]) != nbytes:
+                raise ProtocolError("PACKED without its payload blob")
+            inp = memoryview(parts[2])
+            out = memoryview(bytearray(reply_size(op, count, nbytes)))
+        res, overflow, used = engine.run_packed(op, pidx, counter0, epoch, lengths, codecs,
+                                                flags, ssrcs, tss, inp, out, self.heartbeat)
+        replies = self._reply(engine, batch_id, count, res, overflow, None, used)
+        if self.req is None:  # the outputs travel in the reply (after the overflow blob)
+            replies[-1].append(bytes(out[:used]))
+        return replies
 
     def _reply(self, engine: Engine, batch_id: int, count: int, res: bytearray,
-               overflow: list[bytes], out: memoryview | None) -> list[Parts]:
+               overflow: list[bytes], out: memoryview | None, *extra: int) -> list[Parts]:
         replies: list[Parts] = [[wire.pack(wire.EVENT, ev)] for ev in engine.events]
         engine.events.clear()
-        reply: Parts = [wire.pack(wire.RESULT, batch_id, count), bytes(res)]
+        reply: Parts = [wire.pack(wire.RESULT, batch_id, count, *extra), bytes(res)]
         if overflow or out is None:
             reply.append(b"".join(overflow))
         replies.append(reply)
