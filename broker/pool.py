@@ -1569,9 +1569,11 @@ class Pool:
         overflow = parts[2] if len(parts) > 2 else b""
         rep = sl.rep_seg.view if sl.rep_seg is not None and batch.rep_span else None
         if batch.segments[0][0].packed is not None:
-            if len(used) != 1 or not isinstance(used[0], int):
+            if not used or not isinstance(used[0], int):
                 raise ProtocolError("RESULT of a packed batch without its size")
             self._on_packed_result(batch, res, rep, parts, used[0])
+            if len(used) > 1 and self._floors is not None:
+                self._raise_floors(batch.segments[0][0].pidx, used[1])
             self._batch_done(sl, batch)
             return
         src = rep if rep is not None else overflow
@@ -1637,8 +1639,6 @@ class Pool:
                 self.counters["protocol_errors"] += 1
                 self._deliver(run.group, run.idx[i], None, ProtocolError("unexpected retry"))
                 run.remaining -= 1
-        if self._floors is not None and run.op == DECRYPT:
-            self._note_floors(run, a, b, res_b, 0)
         if run.remaining == 0:
             self._run_done(run)
 
@@ -1660,6 +1660,14 @@ class Pool:
         self._release(count, batch.nbytes)
         if sl.queue:
             self._schedule_flush()
+
+    def _raise_floors(self, pidx: int, reported: Any) -> None:
+        """A worker's highest opened counters per KID (packed SFrame batches)."""
+        assert self._floors is not None
+        floors = self._floors.setdefault(pidx, {})
+        for kid, ctr in reported:
+            if isinstance(kid, int) and isinstance(ctr, int) and ctr > floors.get(kid, -1):
+                floors[kid] = ctr
 
     def _note_floors(self, run: _Run, a: int, b: int, res: bytes | memoryview, k: int) -> None:
         """SFrame: remember the highest counter each participant's KID opened with, so

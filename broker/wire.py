@@ -22,7 +22,8 @@ worker → broker
   ``[V, READY, pid, slot]``
   ``[V, RESULT, batch_id, count]`` + result blob (+ payload blob: outputs that did not
   fit their reserved reply region, or every output without shm); a PACKED batch's
-  ``[V, RESULT, batch_id, count, used]`` (reply-region bytes written) + result blob +
+  ``[V, RESULT, batch_id, count, used(, floors)]`` (reply-region bytes written; SFrame
+  opening: ``[[kid, highest counter opened], …]`` of the participant) + result blob +
   overflow blob (+ the outputs themselves without shm)
   ``[V, ACK, seq, ok, *result]``     ``[V, EVENT, kind, *args]``     ``[V, PONG, t]``
 

@@ -222,3 +222,24 @@ def test_a_malformed_packed_message_is_counted_and_answered_with_nothing() -> No
                    [wire.pack(wire.PACKED, 1, 0, 1, 0, 0, -1, 0, 0), *good[1:]]):
         assert svc.handle(broken) == []
     assert svc.protocol_errors == 4
+
+
+def test_sframe_replay_floor_of_packed_batches_survives_a_worker_restart() -> None:
+    """Packed SFrame openings report the highest counter per KID with their result:
+    the broker hands it to the replacement worker, so replays stay refused."""
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm", format="sframe", placement="pool",
+                        heartbeat_interval_s=0.05) as pool:
+            base = bytes(range(16))
+            await pool.set_key("s", base, index=2)
+            sealed = [sframe.protect(4, base, 2, ctr, b"frame %d" % ctr) for ctr in range(50)]
+            opened = await pool.decrypt_batch("s", FrameBatch.of(sealed[:40]))
+            assert opened.payloads()[-1] == b"frame 39"
+            old = pool.worker_pids()[0]
+            os.kill(old, signal.SIGKILL)
+            await until(lambda: pool.worker_pids() and pool.worker_pids()[0] != old, 10)
+            again = await pool.decrypt_batch("s", FrameBatch.of([sealed[39], sealed[45]]))
+            assert isinstance(again[0], ReplayedFrame)
+            assert again[1] == b"frame 45"
+    run(main)

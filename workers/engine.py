@@ -285,6 +285,14 @@ class Engine:
                     self.events.append([type(ev).__name__, pidx,
                                         getattr(ev, "key_index", -1)])
 
+    def replay_floors(self, pidx: int) -> list[list[int]]:
+        """SFrame: ``[[kid, highest counter opened], …]`` of a participant (for the
+        broker, which hands them to the next worker if the participant moves)."""
+        p = self.participants.get(pidx)
+        if p is None or p.receiver is None:
+            return []
+        return [[kid, ctr] for kid, ctr in p.receiver.highest_accepted().items()]
+
     def _send_key(self, pidx: int) -> tuple[Any, int]:
         """(AESGCM, key index) a participant seals with now, or (None, 0)."""
         p = self.participants.get(pidx)

@@ -145,13 +145,16 @@ class WorkerService:
             out = memoryview(bytearray(reply_size(op, count, nbytes)))
         res, overflow, used = engine.run_packed(op, pidx, counter0, epoch, lengths, codecs,
                                                 flags, ssrcs, tss, inp, out, self.heartbeat)
-        replies = self._reply(engine, batch_id, count, res, overflow, None, used)
+        extra: list[Any] = [used]
+        if engine.sframe and op == wire.OP_DECRYPT:
+            extra.append(engine.replay_floors(pidx))
+        replies = self._reply(engine, batch_id, count, res, overflow, None, *extra)
         if self.req is None:  # the outputs travel in the reply (after the overflow blob)
             replies[-1].append(bytes(out[:used]))
         return replies
 
     def _reply(self, engine: Engine, batch_id: int, count: int, res: bytearray,
-               overflow: list[bytes], out: memoryview | None, *extra: int) -> list[Parts]:
+               overflow: list[bytes], out: memoryview | None, *extra: Any) -> list[Parts]:
         replies: list[Parts] = [[wire.pack(wire.EVENT, ev)] for ev in engine.events]
         engine.events.clear()
         reply: Parts = [wire.pack(wire.RESULT, batch_id, count, *extra), bytes(res)]

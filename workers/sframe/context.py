@@ -419,6 +419,16 @@ class ReceiverContext:
         if window is not None:
             window.raise_floor(ctr)
 
+    def highest_accepted(self) -> dict[int, int]:
+        """The highest counter accepted so far per KID held (KIDs with none left out):
+        what another receiver needs to keep refusing replays (:meth:`raise_replay_floor`)."""
+        out = {}
+        for kid, slot in self._slots.items():
+            top = slot.window.highest if slot.window is not None else None
+            if top is not None:
+                out[kid] = top
+        return out
+
     def add_source(self, source: KeySource) -> None:
         """Consult ``source`` for KIDs this context does not hold."""
         self._sources.append(source)
