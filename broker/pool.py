@@ -1199,26 +1199,38 @@ class Pool:
             # quarter of the ring (batch.max_bytes bounds message size for ipc/tcp)
             limit_b = min(sl.req_ring.capacity // 4 if sl.req_ring is not None else max_bytes,
                           wb - sl.bytes)
-            packed: _Run | None = None
+            packed = False
             for e in q:
-                if isinstance(e, _Control) or count >= max_frames:
+                if isinstance(e, _Control):
                     break
                 pk = e.run.packed
-                if pk is not None:  # a packed span travels alone, as many frames as fit
-                    if count:
+                if pk is not None:
+                    # packed spans travel together (one message of columns), as many
+                    # frames as the worker's credit and a quarter of the ring allow
+                    if count and not packed:
                         break
-                    packed = e.run
+                    packed = True
+                    room = max(1, wf - sl.frames) - count
+                    if room <= 0:
+                        break
                     offs, a, base = pk.offsets, e.pos, pk.lo
                     first = offs[base + a]
-                    stop = base + min(e.end, a + max(1, wf - sl.frames))
-                    i = max(base + a + 1, min(stop, bisect_right(offs, first + limit_b,
-                                                                 base + a, stop + 1) - 1))
-                    count, total = i - base - a, offs[i] - first
+                    stop = base + min(e.end, a + room)
+                    i = min(stop, bisect_right(offs, first + limit_b - total, base + a,
+                                               stop + 1) - 1)
+                    if i <= base + a:
+                        if count:
+                            break
+                        i = base + a + 1  # a frame bigger than the limit goes alone
                     segments.append((e.run, a, i - base))
+                    count += i - base - a
+                    total += offs[i] - first
                     if i - base < e.end:
                         partial = i - base
-                    else:
-                        consumed += 1
+                        break
+                    consumed += 1
+                    continue
+                if packed or count >= max_frames:
                     break
                 frames = e.run.frames
                 a = i = e.pos
@@ -1238,8 +1250,8 @@ class Pool:
                 consumed += 1
             if not count:
                 return
-            if packed is not None:
-                if not self._send_packed(sl, packed, segments[0][1], segments[0][2], total):
+            if packed:
+                if not self._send_packed(sl, segments, count, total):
                     return
             elif not self._send_batch(sl, segments, count, total):
                 return
@@ -1328,20 +1340,20 @@ class Pool:
         self.counters["batches_sent"] += 1
         self._send(sl, parts)
 
-    def _send_packed(self, sl: _Slot, run: _Run, a: int, b: int, total: int) -> bool:
-        """Frames ``[a, b)`` of a packed run as one PACKED message: one copy of their
-        payloads into the request ring, the columns as they are."""
-        pk = run.packed
-        assert pk is not None
-        bat = pk.batch
-        lo, hi = pk.lo + a, pk.lo + b
-        n = b - a
-        enc = run.op == ENCRYPT
-        out_total = reply_size(run.op, n, total)
-        d0 = pk.offsets[lo]
-        blob: bytes | None = None
+    def _send_packed(self, sl: _Slot, segments: list[tuple[_Run, int, int]], count: int,
+                     total: int) -> bool:
+        """Spans of packed runs as one PACKED message: one copy of each span's payloads
+        into the request ring (back to back), the columns as they are."""
+        out_total = 0
+        for run, a, b in segments:
+            pk = run.packed
+            assert pk is not None
+            out_total += reply_size(run.op, b - a,
+                                    pk.offsets[pk.lo + b] - pk.offsets[pk.lo + a])
+        blobs: list[memoryview] = []
         req_span = rep_span = None
         roff = ooff = 0
+        view: memoryview | None = None
         if sl.req_ring is not None:
             spans = self._reserve(sl, total, out_total)
             if spans is None:
@@ -1349,21 +1361,40 @@ class Pool:
             req_span, rep_span = spans
             roff, ooff = req_span[0], rep_span[0]
             assert sl.req_seg is not None
-            sl.req_seg.view[roff : roff + total] = memoryview(bat.data)[d0 : d0 + total]
-        else:
-            blob = bytes(memoryview(bat.data)[d0 : d0 + total])
-        attempts = run.attempts
-        for i in range(a, b):
-            attempts[i] += 1
+            view = sl.req_seg.view
+        heads: list[list[int]] = []
+        cols: list[list[bytes | bytearray]] = [[], [], [], [], []]
+        pos, opos = roff, ooff
+        for run, a, b in segments:
+            pk = run.packed
+            assert pk is not None
+            bat = pk.batch
+            lo, hi = pk.lo + a, pk.lo + b
+            d0, d1 = pk.offsets[lo], pk.offsets[hi]
+            data = memoryview(bat.data)[d0:d1]
+            if view is not None:
+                view[pos : pos + d1 - d0] = data
+            else:
+                blobs.append(data)
+            heads.append([run.op, run.pidx, pk.counter0 + a if run.op == ENCRYPT else 0,
+                          b - a, pos, opos])
+            pos += d1 - d0
+            opos += reply_size(run.op, b - a, d1 - d0)
+            cols[0].append(_le(bat.lengths[lo:hi]))
+            cols[1].append(_le(bat.ssrcs[lo:hi]))
+            cols[2].append(_le(bat.timestamps[lo:hi]))
+            cols[3].append(bat.codecs[lo:hi])
+            cols[4].append(bat.flags[lo:hi])
+            attempts = run.attempts
+            for i in range(a, b):
+                attempts[i] += 1
         self._batch_ids += 1
-        batch = _Batch(self._batch_ids, [(run, a, b)], n, total, req_span, rep_span)
-        parts = [wire.pack(wire.PACKED, batch.batch_id, n, run.op, run.pidx,
-                           pk.counter0 + a if enc else 0,
-                           self._epoch if self._iv_epoch else -1, roff, ooff),
-                 b"".join((_le(bat.lengths[lo:hi]), _le(bat.ssrcs[lo:hi]),
-                           _le(bat.timestamps[lo:hi]), bat.codecs[lo:hi], bat.flags[lo:hi]))]
-        if blob is not None:
-            parts.append(blob)
+        batch = _Batch(self._batch_ids, segments, count, total, req_span, rep_span)
+        parts = [wire.pack(wire.PACKED, batch.batch_id, count,
+                           self._epoch if self._iv_epoch else -1, heads),
+                 b"".join([c for col in cols for c in col])]
+        if view is None:
+            parts.append(b"".join(blobs))
         self._send_batch_parts(sl, batch, parts)
         return True
 
@@ -1569,11 +1600,11 @@ class Pool:
         overflow = parts[2] if len(parts) > 2 else b""
         rep = sl.rep_seg.view if sl.rep_seg is not None and batch.rep_span else None
         if batch.segments[0][0].packed is not None:
-            if not used or not isinstance(used[0], int):
-                raise ProtocolError("RESULT of a packed batch without its size")
-            self._on_packed_result(batch, res, rep, parts, used[0])
-            if len(used) > 1 and self._floors is not None:
-                self._raise_floors(batch.segments[0][0].pidx, used[1])
+            if len(used) != 2 or not isinstance(used[0], list) or \
+                    len(used[0]) != len(batch.segments) or \
+                    not all(isinstance(u, int) and u >= 0 for u in used[0]):
+                raise ProtocolError("RESULT of a packed batch without its sizes")
+            self._on_packed_result(batch, res, rep, parts, used[0], used[1])
             self._batch_done(sl, batch)
             return
         src = rep if rep is not None else overflow
@@ -1624,23 +1655,43 @@ class Pool:
         self._batch_done(sl, batch)
 
     def _on_packed_result(self, batch: _Batch, res: bytes | memoryview, rep: memoryview | None,
-                          parts: Sequence[bytes | memoryview], used: int) -> None:
-        run, a, b = batch.segments[0]
+                          parts: Sequence[bytes | memoryview], used: list[int],
+                          floors: Any) -> None:
+        # where each segment's outputs start: its reply region (shm) or right after the
+        # previous segment's outputs (the outputs blob without shm)
+        starts = []
+        pos = 0
+        for (run, a, b), u in zip(batch.segments, used, strict=True):
+            pk = run.packed
+            assert pk is not None
+            starts.append(pos)
+            if rep is not None and batch.rep_span is not None:
+                pos += reply_size(run.op, b - a, pk.offsets[pk.lo + b] - pk.offsets[pk.lo + a])
+            else:
+                pos += u
         if rep is not None and batch.rep_span is not None:
             base, size = batch.rep_span
-            buf = bytes(rep[base : base + min(size, max(0, used))])  # one copy out of the ring
+            end = min(size, starts[-1] + used[-1])
+            buf = bytes(rep[base : base + end])  # one copy out of the ring
         else:
             buf = bytes(parts[3]) if len(parts) > 3 else b""
+        spill = bytes(parts[2]) if len(parts) > 2 else b""
         res_b = bytes(res)
-        retry = self._take_packed_piece(run, a, b, res_b, buf, 0,
-                                        bytes(parts[2]) if len(parts) > 2 else b"")
-        if retry:  # workers answer every frame; a retry mark is a protocol error
-            for i in retry:
-                self.counters["protocol_errors"] += 1
-                self._deliver(run.group, run.idx[i], None, ProtocolError("unexpected retry"))
-                run.remaining -= 1
-        if run.remaining == 0:
-            self._run_done(run)
+        k = 0
+        for s, (run, a, b) in enumerate(batch.segments):
+            k1 = k + (b - a) * wire.RES.size
+            retry = self._take_packed_piece(run, a, b, res_b[k:k1], buf, -starts[s], spill)
+            k = k1
+            if retry:  # workers answer every frame; a retry mark is a protocol error
+                for i in retry:
+                    self.counters["protocol_errors"] += 1
+                    self._deliver(run.group, run.idx[i], None, ProtocolError("unexpected retry"))
+                    run.remaining -= 1
+            if self._floors is not None and isinstance(floors, list) and s < len(floors) and \
+                    floors[s]:
+                self._raise_floors(run.pidx, floors[s])
+            if run.remaining == 0:
+                self._run_done(run)
 
     def _batch_done(self, sl: _Slot, batch: _Batch) -> None:
         """Bookkeeping once a batch's frames have their outcomes: latency, the slot's

@@ -10,21 +10,22 @@ travel in the per-worker shared-memory rings (``shm``) or in one payload blob
 broker → worker
   ``[V, CONFIG, settings: dict, shm: [req_name, rep_name, size] | None]``
   ``[V, BATCH, batch_id, count]`` + descriptor blob (+ payload blob without shm)
-  ``[V, PACKED, batch_id, count, op, participant, counter0, epoch, in_base, out_base]``
-  + one columns blob: lengths, ssrcs, timestamps (u32 little-endian, ``count`` each),
-  codecs, flags (u8, ``count`` each) (+ payload blob without shm): a columnar batch
-  of one participant, payloads back to back from ``in_base``, outputs from
-  ``out_base`` (see :meth:`framecrypt.workers.engine.Engine.run_packed`); answered
-  with RESULT
+  ``[V, PACKED, batch_id, count, epoch, [[op, participant, counter0, n, in_base,
+  out_base], …]]`` + one columns blob: lengths, ssrcs, timestamps (u32 little-endian,
+  ``count`` each), codecs, flags (u8, ``count`` each), the segments' frames in order
+  (+ payload blob without shm): columnar segments, one participant and one op each,
+  payloads back to back from ``in_base``, outputs from ``out_base`` (see
+  :meth:`framecrypt.workers.engine.Engine.run_packed`); answered with RESULT
   ``[V, CONTROL, seq, op, *args]``   key operations, ordered with the batches
   ``[V, PING, t]`` heartbeat          ``[V, STOP]``
 worker → broker
   ``[V, READY, pid, slot]``
   ``[V, RESULT, batch_id, count]`` + result blob (+ payload blob: outputs that did not
   fit their reserved reply region, or every output without shm); a PACKED batch's
-  ``[V, RESULT, batch_id, count, used(, floors)]`` (reply-region bytes written; SFrame
-  opening: ``[[kid, highest counter opened], …]`` of the participant) + result blob +
-  overflow blob (+ the outputs themselves without shm)
+  ``[V, RESULT, batch_id, count, [used, …], [floors, …]]`` (per segment: reply bytes
+  written; SFrame opening: ``[[kid, highest counter opened], …]`` of its participant,
+  else ``[]``) + result blob + overflow blob (+ without shm: the segments' outputs,
+  back to back)
   ``[V, ACK, seq, ok, *result]``     ``[V, EVENT, kind, *args]``     ``[V, PONG, t]``
 
 Parsing is strict: anything else raises :class:`~framecrypt.errors.ProtocolError`

@@ -341,7 +341,7 @@ class Engine:
         overflow blob). ``tick`` is called after every frame (the worker sends
         heartbeats from it during long batches, e.g. PBKDF2 ratchets)."""
         res = bytearray(wire.RES.size * count)
-        spill = _Overflow()
+        spill = Overflow()
         pack = wire.RES.pack_into
         # fast path (LiveKit/Jitsi, fixed clear header, reply in the ring): no method
         # calls, no intermediate bytes; anything unusual falls through to the full path
@@ -409,7 +409,8 @@ class Engine:
                    lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],
                    ssrcs: Sequence[int], timestamps: Sequence[int], inp: memoryview,
                    out: memoryview | None, tick: Callable[[], None] | None = None, *,
-                   stateless: bool = False) -> tuple[bytearray, list[bytes], int]:
+                   stateless: bool = False, spill: Overflow | None = None
+                   ) -> tuple[bytearray, list[bytes], int]:
         """A columnar batch of one participant and one op: payloads back to back in
         ``inp``, outputs written back to back into ``out`` (result offsets are into
         ``out``; what does not fit goes to the overflow list, ``ST_INLINE``). Sealing
@@ -418,11 +419,13 @@ class Engine:
         touching any state; the rest is marked ``ST_RETRY`` (the broker's inline pass).
         ``tick`` is called after each frame on the full path (a fast-path frame costs
         at most a few ms even at the largest frame size).
-        Returns the result records, the overflow and how many bytes of ``out`` it used.
+        Returns the result records, the overflow (``spill``, shared by several calls
+        when given) and how many bytes of ``out`` it used.
         """
         count = len(lengths)
         res = bytearray(wire.RES.size * count)
-        spill = _Overflow()
+        if spill is None:
+            spill = Overflow()
         pack = wire.RES.pack_into
         fixed = self._fixed_flat
         out_len = len(out) if out is not None else -1
@@ -534,7 +537,7 @@ class Engine:
         return nclear + plen
 
     def _full(self, op: int, pidx: int, codec_id: int, flags: int, ssrc: int, ts: int,
-              counter: int, data: memoryview, region: memoryview | None, spill: _Overflow,
+              counter: int, data: memoryview, region: memoryview | None, spill: Overflow,
               stateless: bool) -> tuple[int, int, int]:
         """One frame on the full path: ``(status, offset, length)``; the output goes to
         ``region`` (offset into it) when it fits, else to ``spill`` (``ST_INLINE``,
@@ -583,7 +586,7 @@ class Engine:
             return wire.ST_INTERNAL, 0, 0
 
 
-class _Overflow:
+class Overflow:
     """Outputs that did not fit their reply region, concatenated in the reply."""
 
     __slots__ = ("parts", "size")

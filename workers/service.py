@@ -14,7 +14,7 @@ from typing import Any
 
 from framecrypt.broker import wire
 from framecrypt.errors import FramecryptError, ProtocolError
-from framecrypt.workers.engine import Engine, EngineConfig, reply_size
+from framecrypt.workers.engine import Engine, EngineConfig, Overflow, reply_size
 
 Parts = list[bytes]
 Buffer = bytes | memoryview
@@ -115,9 +115,12 @@ class WorkerService:
         engine = self.engine
         if engine is None:
             raise ProtocolError("PACKED before CONFIG")
-        _, batch_id, count, op, pidx, counter0, epoch, in_base, out_base = msg
-        if not all(isinstance(v, int) for v in (count, op, pidx, counter0, epoch, in_base,
-                                                out_base)) or count < 1 or len(parts) < 2:
+        _, batch_id, count, epoch, heads = msg
+        if not isinstance(count, int) or not isinstance(epoch, int) or count < 1 or \
+                not isinstance(heads, list) or not heads or len(parts) < 2 or \
+                not all(isinstance(h, list) and len(h) == 6 and
+                        all(isinstance(v, int) and v >= 0 for v in h) for h in heads) or \
+                sum(h[3] for h in heads) != count:
             raise ProtocolError("bad PACKED")
         cols = memoryview(parts[1])
         if len(cols) != 14 * count:
@@ -130,27 +133,43 @@ class WorkerService:
             swapped.frombytes(cols[: 12 * count])
             swapped.byteswap()
             u32 = swapped
-        lengths, ssrcs, tss = u32[:count], u32[count : 2 * count], u32[2 * count :]
-        codecs, flags = cols[12 * count : 13 * count], cols[13 * count :]
-        nbytes = sum(lengths)
-        if self.req is not None:
-            inp = self.req.view[in_base : in_base + nbytes]
-            out = self.rep.view[out_base : out_base + reply_size(op, count, nbytes)]
-            if len(inp) != nbytes:
-                raise ProtocolError("PACKED payloads outside the ring")
-        else:
-            if len(parts) < 3 or len(parts[2]) != nbytes:
+        blob = None
+        if self.req is None:
+            if len(parts) < 3:
                 raise ProtocolError("PACKED without its payload blob")
-            inp = memoryview(parts[2])
-            out = memoryview(bytearray(reply_size(op, count, nbytes)))
-        res, overflow, used = engine.run_packed(op, pidx, counter0, epoch, lengths, codecs,
-                                                flags, ssrcs, tss, inp, out, self.heartbeat)
-        extra: list[Any] = [used]
-        if engine.sframe and op == wire.OP_DECRYPT:
-            extra.append(engine.replay_floors(pidx))
-        replies = self._reply(engine, batch_id, count, res, overflow, None, *extra)
-        if self.req is None:  # the outputs travel in the reply (after the overflow blob)
-            replies[-1].append(bytes(out[:used]))
+            blob = memoryview(parts[2])
+        spill = Overflow()
+        results: list[bytes | bytearray] = []
+        used: list[int] = []
+        floors: list[list[list[int]]] = []
+        outs: list[bytes] = []
+        k = 0
+        for op, pidx, counter0, n, in_base, out_base in heads:
+            lengths = u32[k : k + n]
+            nbytes = sum(lengths)
+            if blob is None:
+                inp = self.req.view[in_base : in_base + nbytes]
+                out = self.rep.view[out_base : out_base + reply_size(op, n, nbytes)]
+            else:
+                inp = blob[in_base : in_base + nbytes]
+                out = memoryview(bytearray(reply_size(op, n, nbytes)))
+            if len(inp) != nbytes:
+                raise ProtocolError("PACKED payloads outside their buffer")
+            res, _, u = engine.run_packed(
+                op, pidx, counter0, epoch, lengths, cols[12 * count + k : 12 * count + k + n],
+                cols[13 * count + k : 13 * count + k + n], u32[count + k : count + k + n],
+                u32[2 * count + k : 2 * count + k + n], inp, out, self.heartbeat, spill=spill)
+            results.append(res)
+            used.append(u)
+            floors.append(engine.replay_floors(pidx)
+                          if engine.sframe and op == wire.OP_DECRYPT else [])
+            if blob is not None:
+                outs.append(bytes(out[:u]))
+            k += n
+        replies = self._reply(engine, batch_id, count, bytearray().join(results), spill.parts,
+                              None, used, floors)
+        if blob is not None:  # the outputs travel in the reply (after the overflow blob)
+            replies[-1].append(b"".join(outs))
         return replies
 
     def _reply(self, engine: Engine, batch_id: int, count: int, res: bytearray,
