@@ -33,15 +33,22 @@ _CHUNK_OPS = 1024
 _CHUNK_BYTES = 4 << 20
 
 
-def _chunks(items: list[Any], sizes: list[int]) -> list[list[Any]]:
+BATCH_BYTES = 2 << 20  # FrameBatch contenders: payload bytes per batch at most
+
+
+def _chunks(items: list[Any], sizes: list[int], max_ops: int = _CHUNK_OPS,
+            max_bytes: int = _CHUNK_BYTES) -> list[list[Any]]:
     """Split so one synchronous chunk stays short (the loop gets a turn between)."""
     out: list[list[Any]] = []
     cur: list[Any] = []
     nb = 0
     for it, sz in zip(items, sizes, strict=True):
+        if cur and nb + sz > max_bytes:
+            out.append(cur)
+            cur, nb = [], 0
         cur.append(it)
         nb += sz
-        if len(cur) >= _CHUNK_OPS or nb >= _CHUNK_BYTES:
+        if len(cur) >= max_ops or nb >= max_bytes:
             out.append(cur)
             cur, nb = [], 0
     if cur:
@@ -55,6 +62,7 @@ class Contender:
     description = ""
     supports_storm = False
     worker_count = 0
+    paced = True  # has a one-frame-at-a-time path for the latency and storm phases
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "description": self.description}
@@ -540,8 +548,24 @@ class BatchPoolContender(PoolContender):
                             f"decrypt_batch in chunks of {chunk} per stream")
         self.batches: dict[str, list[list[tuple[int, bool, list[BatchArgs]]]]] = {}
 
+    paced = False
+
+    def skip_reason(self, wl: Workload) -> str | None:
+        if wl.kind == "storm":
+            return "paced one frame at a time: the frame API's contender covers it"
+        return super().skip_reason(wl)
+
     async def prepare(self, wl: Workload) -> None:
         await super().prepare(wl)
+        # chunks of at most `chunk` frames and BATCH_BYTES (as FrameBatch advises)
+        for seg in self.prepared[wl.name]:
+            for k, (pidx, enc, chunks, ops) in enumerate(seg):
+                fr = [f for ch in chunks for f in ch]
+                ob = [o for ch in ops for o in ch]
+                cut = _chunks(list(range(len(fr))), [len(f.data) for f in fr],
+                              self.chunk, BATCH_BYTES)
+                seg[k] = (pidx, enc, [[fr[i] for i in c] for c in cut],
+                          [[ob[i] for i in c] for c in cut])
         self.batches[wl.name] = [[(pidx, enc, [_batch_args(ch) for ch in chunks])
                                   for pidx, enc, chunks, _ in seg]
                                  for seg in self.prepared[wl.name]]
@@ -583,6 +607,8 @@ class InlineBatch(Contender):
                    "(framecrypt.batch.InlineBatcher: the workers' loop, no pool), in chunks "
                    "per stream, on the event loop")
 
+    paced = False
+
     def __init__(self, chunk: int) -> None:
         self.chunk = chunk
         self.items: dict[str, list[tuple[str, int, list[tuple[int, bool, BatchArgs,
@@ -600,9 +626,9 @@ class InlineBatch(Contender):
             for op in seg.ops:
                 streams.setdefault((op.pidx, op.enc), []).append(op)
             items = []
-            c = self.chunk
             # interleave the streams chunk by chunk, as the pool contenders' gather does
-            per = [[(pidx, enc, ops[k:k + c]) for k in range(0, len(ops), c)]
+            per = [[(pidx, enc, ch) for ch in _chunks(ops, [o.plain_len for o in ops],
+                                                       self.chunk, BATCH_BYTES)]
                    for (pidx, enc), ops in streams.items()]
             for row in range(max((len(p) for p in per), default=0)):
                 for p in per:

@@ -438,6 +438,10 @@ async def latency_phase(active: list[Contender], eff: dict[str, Workload], scale
         e = table.get(c.name, {})
         if e.get("status") != "ok" or c.kind == "floor":
             continue
+        if not c.paced:
+            e["latency"] = {"skipped": "batches only: the one-frame-per-call path is "
+                                       "measured on the frame API's contender"}
+            continue
         if (isinstance(c, PoolContender) and not scale.all_pools_paced
                 and c.workers != n_cpu):
             e["latency"] = {"skipped": f"latency runs {n_cpu}-worker pools only in this mode "

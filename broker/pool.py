@@ -913,7 +913,9 @@ class Pool:
     def _packed_inline_ok(self, run: _Run) -> bool:
         pk = run.packed
         assert pk is not None
-        if not self._inline_allowed(run.pidx):
+        # batches share the work: inline up to the loop-time budget, the rest to the
+        # workers, which then run in parallel with this process
+        if not self._inline_allowed(run.pidx, when_busy=False):
             return False
         if run.op == DECRYPT and (self.format == "sframe" or self.settings.livekit.iv != "counter"):
             return False  # opening SFrame moves replay windows: only workers hold those
@@ -1086,7 +1088,11 @@ class Pool:
             run.attempts = [0] * n
             self._enqueue_run(run)
 
-    def _inline_allowed(self, pidx: int) -> bool:
+    def _inline_allowed(self, pidx: int, *, when_busy: bool = True) -> bool:
+        """May this participant's frames be sealed/opened in this process now? In
+        ``auto``, inline work keeps to ``placement.inline_budget`` of the loop's time,
+        unless ``when_busy`` and the workers are busy anyway (then inline is still the
+        cheapest place for a single frame)."""
         if self.placement == "pool" or self._controls_pending.get(pidx):
             return False
         if self.format == "sframe" and self.settings.sframe.suite in _CTR_SUITES:
@@ -1100,6 +1106,8 @@ class Pool:
                 self._inline_window_start = now
                 self._inline_spent = 0.0
             elif self._inline_spent > 0.1 * self.settings.placement.inline_budget:
+                if not when_busy:
+                    return False
                 busy = sum(sl.frames for sl in self._slots)
                 return busy >= self.settings.batch.max_frames * len(self._slots)
         return True

@@ -20,7 +20,8 @@ def _contenders(n: int) -> set[str]:
     workers = sorted({1, 2, n} | {k for k in (4, 8, 16, 32, 64, 128) if k < n})
     pools = {f"pool-{t}-{w}w-{p}" for w in workers for t in ("shm", "ipc")
              for p in ("pool", "auto")}
-    return {"floor", "inline", "naive-mp", "livekit-node"} | pools
+    batches = {f"batch-shm-{w}w-{p}" for w in workers for p in ("pool", "auto")}
+    return {"floor", "inline", "inline-batch", "naive-mp", "livekit-node"} | pools | batches
 
 
 @pytest.mark.timeout(180)
