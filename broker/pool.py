@@ -920,16 +920,10 @@ class Pool:
         if run.op == DECRYPT and (self.format == "sframe" or self.settings.livekit.iv != "counter"):
             return False  # opening SFrame moves replay windows: only workers hold those
         pending = self._pending
-        if any((run.pidx, ssrc) in pending for ssrc in run.streams):
-            return False  # the stream has frames at a worker: keep its order
-        if self.placement == "auto":
-            n = pk.hi - pk.lo
-            if run.nbytes > n * self.settings.placement.inline_max_bytes:
-                return False
-            codecs = pk.batch.codecs[pk.lo : pk.hi]
-            if any(codecs.count(wire.CODEC_ID[c]) for c in _HEAVY_CODECS):
-                return False
-        return True
+        # no size or codec rule here (unlike single frames): measured on 2 cores, moving
+        # a large frame through the rings (a copy in, a copy out) costs the broker as
+        # much as sealing it, so for batches only the loop-time budget decides
+        return not any((run.pidx, ssrc) in pending for ssrc in run.streams)
 
     def _run_inline_packed(self, run: _Run) -> None:
         """Seal/open a packed run in this process (the worker's loop, state-free for
