@@ -445,7 +445,8 @@ class Pool:
         cmd = [sys.executable, "-m", "framecrypt.workers.process", "--connect", self._endpoint,
                "--slot", str(sl.index), "--identity", sl.identity.decode(),
                "--interval", str(sup.heartbeat_interval_s),
-               "--liveness", str(sup.heartbeat_liveness), "--parent", str(os.getpid())]
+               "--liveness", str(sup.heartbeat_liveness), "--parent", str(os.getpid()),
+               "--sched", self.settings.pool.worker_sched]
         sl.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True)
         sl.pid = sl.proc.pid
         try:
@@ -1432,11 +1433,21 @@ class Pool:
         assert self._loop is not None
         now = self._loop.time()
         q = sl.queue
-        if not any(isinstance(e, _Span) and now - e.run.t0 > budget for e in q):
+        # spans queue in submission order (re-queued ones, older, go to the front), so
+        # the expired ones are a prefix: look no further than the first fresh span
+        # (a scan of the whole queue on every flush cost ms with long queues)
+        cut = 0
+        for e in q:
+            if isinstance(e, _Span):
+                if now - e.run.t0 <= budget:
+                    break
+            cut += 1
+        if not any(isinstance(q[i], _Span) for i in range(cut)):
             return
         keep: deque[_Span | _Control] = deque()
-        for e in q:
-            if isinstance(e, _Control) or now - e.run.t0 <= budget:
+        for _ in range(cut):
+            e = q.popleft()
+            if isinstance(e, _Control):
                 keep.append(e)
                 continue
             run = e.run
@@ -1447,6 +1458,7 @@ class Pool:
                 else:
                     self.counters["expired"] += 1
                     self._finish_frame(run, i, None, err)
+        keep.extend(q)
         sl.queue = keep
 
     # --- receiving ----------------------------------------------------------------------

@@ -96,6 +96,7 @@ class PoolSettings(_Section):
     format: str = _f("livekit", "choice", choices=("livekit", "jitsi", "sframe"))
     placement: str = _f("auto", "choice", choices=("auto", "inline", "pool"))
     name: str = _f("", "name", hi=32, note='"" = generated per pool')
+    worker_sched: str = _f("normal", "choice", choices=("normal", "batch", "idle"))
 
     def resolved_workers(self) -> int:
         """``workers``, with 0 replaced by ``os.cpu_count()`` (at least 1)."""

@@ -408,3 +408,18 @@ def test_nonces_do_not_repeat_across_broker_restarts(fmt: str) -> None:
     first, second = run(one), run(one)
     assert len(first) == len(second) == 200
     assert not first & second
+
+
+@pytest.mark.parametrize(("sched", "policy"), [("normal", "SCHED_OTHER"), ("batch", "SCHED_BATCH"),
+                                               ("idle", "SCHED_IDLE")])
+def test_local_workers_run_under_the_configured_scheduling_policy(sched: str, policy: str
+                                                                   ) -> None:
+    import os
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm", pool__worker_sched=sched) as pool:
+            await pool.set_key("a", b"k")
+            assert await pool.encrypt("a", Frame(b"\x90" * 40, "vp8"))
+            pid = pool.worker_pids()[0]
+            assert os.sched_getscheduler(pid) == getattr(os, policy)
+    run(main)

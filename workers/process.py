@@ -33,6 +33,17 @@ def _no_core_dumps() -> None:
         pass
 
 
+def _set_sched(policy: str) -> None:
+    """Run at a lower scheduling class than the broker (``[pool] worker_sched``)."""
+    which = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE"}.get(policy)
+    if which is None or not hasattr(os, which):
+        return
+    try:
+        os.sched_setscheduler(0, getattr(os, which), os.sched_param(0))
+    except OSError:
+        pass
+
+
 def _die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
@@ -144,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.25)
     p.add_argument("--liveness", type=int, default=4)
     p.add_argument("--parent", type=int, default=None)
+    p.add_argument("--sched", choices=("normal", "batch", "idle"), default="normal")
     a = p.parse_args(argv)
     _no_core_dumps()
+    _set_sched(a.sched)
     if a.parent is not None:
         _die_with_parent()
         if os.getppid() != a.parent:
