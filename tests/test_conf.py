@@ -38,7 +38,7 @@ MiB = 1 << 20
 # cross-field rules with the other sections at their defaults).
 ALT: dict[str, dict[str, Any]] = {
     "pool": {"workers": 3, "transport": "ipc", "format": "sframe", "placement": "pool",
-             "name": "gw-1.a_b"},
+             "name": "gw-1.a_b", "worker_sched": "idle"},
     "batch": {"max_frames": 32, "max_bytes": 65536, "flush": "idle"},
     "limits": {"max_frames_in_flight": 8192, "max_bytes_in_flight": 128 * MiB,
                "worker_frames_in_flight": 2048, "worker_bytes_in_flight": 32 * MiB,
