@@ -54,6 +54,8 @@ def reply_size(op: int, count: int, nbytes: int) -> int:
     return nbytes + count * REPLY_SLACK + nbytes // 64 if op == wire.OP_ENCRYPT else nbytes
 
 
+_NO_FAST_PATH: list[int | None] = [None] * 512
+
 STATUS_OF: dict[type[FramecryptError], int] = {
     AuthenticationFailed: wire.ST_AUTH,
     UnknownKey: wire.ST_UNKNOWN_KEY,
@@ -447,12 +449,16 @@ class Engine:
         tolerant = self._tolerant
         last_kid = -1
         decrypt_into: Any = None
+        if not fast:
+            fixed = _NO_FAST_PATH
+        o_mv: Any = out  # (None only when not fast: then no frame takes the fast path)
         i = o = k = 0
         ctr = counter0
         for ln, cid, fl, ssrc, ts in zip(lengths, codecs, flags, ssrcs, tss, strict=False):
-            nclear = fixed[(cid << 1 | fl & 1) & 511] if fast else None
+            # codec ids and flags are bytes: the index is < 512
+            nclear = fixed[cid << 1 | fl & 1]
             if nclear is not None and nclear <= ln and o + ln + 30 <= out_len:
-                assert out is not None
+                out = o_mv
                 if enc:
                     h = o + nclear
                     e = h + ln - nclear + 16
