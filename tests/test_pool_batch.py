@@ -38,7 +38,7 @@ def as_batch(fs: list[Frame], data: list[bytes] | None = None) -> FrameBatch:
                          ssrc=[f.ssrc for f in fs], timestamps=[f.timestamp for f in fs])
 
 
-@pytest.mark.parametrize("transport", ["shm", "ipc"])
+@pytest.mark.parametrize("transport", ["shm", "ipc", "inline"])
 @pytest.mark.parametrize("placement", ["pool", "inline", "auto"])
 def test_batch_seals_what_the_pure_core_opens(transport: str, placement: str) -> None:
     async def main() -> None:
