@@ -154,8 +154,10 @@ def test_video_and_opus_round_trip_through_the_pool(codec: str) -> None:
             assert call.receivers["video"].stats.frames_failed == 0
             assert sv.codec == codec and sa.codec == "opus"
             # every frame on the wire is a LiveKit frame the pure core opens; the IV is
-            # ssrc | RTP timestamp | the pool's counter: deterministic, never repeated
+            # ssrc | the pool's epoch | the participant's counter (one sequence for its
+            # audio and video): never repeated, in order within each stream
             key = livekit.derive_key(KEY)
+            both: list[int] = []
             for rec in (sv, sa):
                 ivs = set()
                 counters = []
@@ -169,8 +171,10 @@ def test_video_and_opus_round_trip_through_the_pool(codec: str) -> None:
                     assert ssrc == rec.ssrc and kid == 0
                     ivs.add(sealed[-14:-2])
                     counters.append(ctr)
-                assert counters == list(range(len(counters)))
+                assert counters == sorted(counters)
                 assert len(ivs) == len(rec.sealed)
+                both += counters
+            assert sorted(both) == list(range(len(both)))
             assert sv.stats.keyframes_sealed >= 1
             # ICE stayed on loopback
             for pc in (call.a, call.b):
