@@ -43,6 +43,7 @@ import zmq
 
 from framecrypt.batch import BatchResult, FrameBatch, OutputPiece, status_error
 from framecrypt.broker import wire
+from framecrypt.broker.placement import Kind, PlacementModel
 from framecrypt.broker.rendezvous import owner
 from framecrypt.conf import Settings, load_settings
 from framecrypt.errors import (
@@ -102,8 +103,8 @@ class _Run:
     """The frames of one call that go to the pool (one participant, one op). No
     object per frame: frames, group indexes and counters are parallel lists."""
 
-    __slots__ = ("attempts", "counters", "frames", "group", "idx", "nbytes", "op", "packed",
-                 "pidx", "remaining", "streams", "t0")
+    __slots__ = ("attempts", "counters", "frames", "group", "idx", "kind", "nbytes", "op",
+                 "packed", "pidx", "remaining", "streams", "t0")
 
     def __init__(self, op: int, pidx: int, group: _Group, t0: float) -> None:
         self.op = op
@@ -114,6 +115,7 @@ class _Run:
         self.idx: Sequence[int] = []
         self.counters: Sequence[int] = []
         self.packed: _Packed | None = None
+        self.kind: Kind = (0, False)  # packed runs: their kind for the placement model
         self.attempts: list[int] = []
         self.streams: dict[int, int] = {}  # ssrc -> frames of that stream in this run
         self.remaining = 0
@@ -184,7 +186,7 @@ class _Control:
 
 
 class _Batch:
-    __slots__ = ("batch_id", "count", "nbytes", "rep_span", "req_span", "segments")
+    __slots__ = ("batch_id", "count", "nbytes", "rep_span", "req_span", "segments", "spent")
 
     def __init__(self, batch_id: int, segments: list[tuple[_Run, int, int]], count: int,
                  nbytes: int, req_span: tuple[int, int] | None,
@@ -195,6 +197,7 @@ class _Batch:
         self.nbytes = nbytes
         self.req_span = req_span
         self.rep_span = rep_span
+        self.spent = 0.0  # packed: seconds this process spent sending it
 
 
 class _Slot:
@@ -255,6 +258,8 @@ class Pool:
             sif_trailer=s.livekit.sif_trailer_bytes or b"", suite=s.sframe.suite,
         )
         self._local = Engine(self._engine_cfg)
+        # auto placement of batches: measured costs of both paths (broker/placement.py)
+        self._model = PlacementModel(oversubscribed=self._n + 1 > (os.cpu_count() or 1))
         # Nonces must not repeat across broker restarts either (keys often outlive a
         # process). LiveKit/Jitsi "counter" IVs are ssrc || epoch || counter, with a
         # random 32-bit epoch per pool instead of the RTP timestamp; SFrame counters
@@ -893,6 +898,10 @@ class Pool:
         run.streams = dict(Counter(batch.ssrcs[lo:hi]))
         run.nbytes = offsets[hi] - offsets[lo]
         run.remaining = n
+        codecs = batch.codecs[lo:hi]
+        heavy = bool(codecs.count(wire.CODEC_ID["h264"]) or codecs.count(wire.CODEC_ID["h265"])
+                     or (self.format == "sframe" and self.settings.sframe.suite in _CTR_SUITES))
+        run.kind = PlacementModel.kind(n, run.nbytes, heavy)
         self.counters["frames_submitted"] += n
         self.counters["bytes_in"] += run.nbytes
         if self._packed_inline_ok(run):
@@ -912,19 +921,23 @@ class Pool:
         self._schedule_flush()
 
     def _packed_inline_ok(self, run: _Run) -> bool:
-        pk = run.packed
-        assert pk is not None
-        # batches share the work: inline up to the loop-time budget, the rest to the
-        # workers, which then run in parallel with this process
-        if not self._inline_allowed(run.pidx, when_busy=False):
+        if self.placement == "pool" or self._controls_pending.get(run.pidx):
             return False
         if run.op == DECRYPT and (self.format == "sframe" or self.settings.livekit.iv != "counter"):
             return False  # opening SFrame moves replay windows: only workers hold those
         pending = self._pending
-        # no size or codec rule here (unlike single frames): measured on 2 cores, moving
-        # a large frame through the rings (a copy in, a copy out) costs the broker as
-        # much as sealing it, so for batches only the loop-time budget decides
-        return not any((run.pidx, ssrc) in pending for ssrc in run.streams)
+        if any((run.pidx, ssrc) in pending for ssrc in run.streams):
+            return False  # the stream has frames at a worker: keep its order
+        if self.placement == "inline":
+            return True
+        # auto: no fixed size or codec rule (measured on 2 cores, moving a large frame
+        # through the rings costs the broker about what sealing it does): the measured
+        # costs of both paths decide, and where offloading pays, the loop-time budget
+        # shares the work between this process and the workers
+        choice = self._model.choose(run.kind)
+        if choice == "budget":
+            return self._inline_allowed(run.pidx, when_busy=False)
+        return choice == "inline"
 
     def _run_inline_packed(self, run: _Run) -> None:
         """Seal/open a packed run in this process (the worker's loop, state-free for
@@ -941,7 +954,9 @@ class Pool:
             run.op, run.pidx, pk.counter0, self._epoch if self._iv_epoch else -1, lengths,
             b.codecs[lo:hi], b.flags[lo:hi], b.ssrcs[lo:hi], b.timestamps[lo:hi], inp,
             memoryview(out), stateless=True)
-        self._inline_spent += time.perf_counter() - t0
+        spent = time.perf_counter() - t0
+        self._inline_spent += spent
+        self._model.note_inline(run.kind, spent * 1e6 / n)
         self.counters["frames_inline"] += n
         retry = self._take_packed_piece(run, 0, n, res, out, 0, b"".join(overflow))
         self._release(n, run.nbytes)
@@ -1360,6 +1375,7 @@ class Pool:
         req_span = rep_span = None
         roff = ooff = 0
         view: memoryview | None = None
+        t0 = time.perf_counter()
         if sl.req_ring is not None:
             spans = self._reserve(sl, total, out_total)
             if spans is None:
@@ -1402,6 +1418,7 @@ class Pool:
         if view is None:
             parts.append(b"".join(blobs))
         self._send_batch_parts(sl, batch, parts)
+        batch.spent = time.perf_counter() - t0
         return True
 
     def _send(self, sl: _Slot, parts: list[bytes]) -> None:
@@ -1617,12 +1634,18 @@ class Pool:
         overflow = parts[2] if len(parts) > 2 else b""
         rep = sl.rep_seg.view if sl.rep_seg is not None and batch.rep_span else None
         if batch.segments[0][0].packed is not None:
-            if len(used) != 2 or not isinstance(used[0], list) or \
+            if len(used) != 3 or not isinstance(used[0], list) or \
                     len(used[0]) != len(batch.segments) or \
-                    not all(isinstance(u, int) and u >= 0 for u in used[0]):
+                    not all(isinstance(u, int) and u >= 0 for u in used[0]) or \
+                    not isinstance(used[2], int | float):
                 raise ProtocolError("RESULT of a packed batch without its sizes")
+            t0 = time.perf_counter()
             self._on_packed_result(batch, res, rep, parts, used[0], used[1])
             self._batch_done(sl, batch)
+            broker_us = (batch.spent + time.perf_counter() - t0) * 1e6 / count
+            worker_us = max(0.0, float(used[2])) / count
+            for run, _, _ in batch.segments:
+                self._model.note_offload(run.kind, broker_us, worker_us)
             return
         src = rep if rep is not None else overflow
         unpack = wire.RES.unpack_from
@@ -1989,6 +2012,7 @@ class Pool:
         return {
             **self.counters,
             "errors_by_reason": dict(self._errors_by_reason),
+            "placement_costs": self._model.snapshot(),
             "frames_in_flight": self._frames_out,
             "bytes_in_flight": self._bytes_out,
             "waiters": len(self._waiters),

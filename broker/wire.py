@@ -22,10 +22,10 @@ worker → broker
   ``[V, READY, pid, slot]``
   ``[V, RESULT, batch_id, count]`` + result blob (+ payload blob: outputs that did not
   fit their reserved reply region, or every output without shm); a PACKED batch's
-  ``[V, RESULT, batch_id, count, [used, …], [floors, …]]`` (per segment: reply bytes
-  written; SFrame opening: ``[[kid, highest counter opened], …]`` of its participant,
-  else ``[]``) + result blob + overflow blob (+ without shm: the segments' outputs,
-  back to back)
+  ``[V, RESULT, batch_id, count, [used, …], [floors, …], cpu_us]`` (per segment:
+  reply bytes written; SFrame opening: ``[[kid, highest counter opened], …]`` of its
+  participant, else ``[]``; the worker's CPU time for the message, for placement)
+  + result blob + overflow blob (+ without shm: the segments' outputs, back to back)
   ``[V, ACK, seq, ok, *result]``     ``[V, EVENT, kind, *args]``     ``[V, PONG, t]``
 
 Parsing is strict: anything else raises :class:`~framecrypt.errors.ProtocolError`

@@ -8,6 +8,7 @@ Malformed messages are counted and answered with nothing; no input kills a worke
 from __future__ import annotations
 
 import sys
+import time
 from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -138,6 +139,7 @@ class WorkerService:
             if len(parts) < 3:
                 raise ProtocolError("PACKED without its payload blob")
             blob = memoryview(parts[2])
+        cpu0 = time.process_time()
         spill = Overflow()
         results: list[bytes | bytearray] = []
         used: list[int] = []
@@ -166,8 +168,9 @@ class WorkerService:
             if blob is not None:
                 outs.append(bytes(out[:u]))
             k += n
+        cpu_us = (time.process_time() - cpu0) * 1e6
         replies = self._reply(engine, batch_id, count, bytearray().join(results), spill.parts,
-                              None, used, floors)
+                              None, used, floors, cpu_us)
         if blob is not None:  # the outputs travel in the reply (after the overflow blob)
             replies[-1].append(b"".join(outs))
         return replies

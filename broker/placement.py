@@ -1,0 +1,96 @@
+"""Where ``placement="auto"`` seals a batch: a cost model fed by measurements.
+
+Sans-I/O: the pool tells it what a batch cost on each path (µs per frame: in this
+process when sealed inline; in this process and in the worker when offloaded) and asks
+it where the next batch of the same kind should go. Kinds are (mean frame size, log2
+bucket; heavy: H.26x or an SFrame CTR suite), since the cost per frame of both paths
+depends on both.
+
+The rule: offloading a frame costs this process ``broker`` µs (copies, messaging) and
+a worker ``worker`` µs; sealing it here costs ``inline`` µs.
+
+- When the workers share the CPU cores with this process (``oversubscribed``: local
+  workers + 1 > cores), a frame sent to a worker takes ``broker + worker`` µs of the
+  same cores: inline wins when ``inline <= broker + worker``.
+- Otherwise the workers add cores: offloading pays as soon as it costs this process
+  less than sealing here (``broker < inline``).
+
+Where offloading pays, the answer is ``"budget"``: the pool's loop-time budget then
+shares the work (inline up to ``placement.inline_budget`` of the loop, the rest to the
+workers). Every ``explore_every``-th batch of a kind takes the other path, so the
+figures follow the load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Choice = Literal["inline", "pool", "budget"]
+Kind = tuple[int, bool]
+
+
+@dataclass(slots=True)
+class _Costs:
+    inline: float = 0.0  # µs per frame, 0 = not measured yet
+    broker: float = 0.0
+    worker: float = 0.0
+    seen: int = 0
+
+
+@dataclass(slots=True)
+class PlacementModel:
+    oversubscribed: bool
+    explore_every: int = 64
+    alpha: float = 0.25  # weight of a new measurement (exponential moving average)
+    _costs: dict[Kind, _Costs] = field(default_factory=dict)
+
+    @staticmethod
+    def kind(frames: int, nbytes: int, heavy: bool) -> Kind:
+        return (max(1, nbytes // max(1, frames)).bit_length(), heavy)
+
+    def _of(self, kind: Kind) -> _Costs:
+        c = self._costs.get(kind)
+        if c is None:
+            c = self._costs[kind] = _Costs()
+        return c
+
+    def _avg(self, old: float, new: float) -> float:
+        return new if old <= 0.0 else old + self.alpha * (new - old)
+
+    def note_inline(self, kind: Kind, us_per_frame: float) -> None:
+        c = self._of(kind)
+        c.inline = self._avg(c.inline, max(us_per_frame, 1e-3))
+
+    def note_offload(self, kind: Kind, broker_us: float, worker_us: float) -> None:
+        c = self._of(kind)
+        c.broker = self._avg(c.broker, max(broker_us, 1e-3))
+        c.worker = self._avg(c.worker, max(worker_us, 0.0))
+
+    def prefers_inline(self, kind: Kind) -> bool | None:
+        """True/False once both paths were measured for this kind, else None."""
+        c = self._costs.get(kind)
+        if c is None or not c.inline or not c.broker:
+            return None
+        if self.oversubscribed:
+            return c.inline <= c.broker + c.worker
+        return c.inline <= c.broker
+
+    def choose(self, kind: Kind) -> Choice:
+        c = self._of(kind)
+        c.seen += 1
+        if not c.inline:
+            return "inline"
+        if not c.broker:
+            return "pool"
+        inline = self.prefers_inline(kind)
+        if c.seen % self.explore_every == 0:
+            inline = not inline  # look at the other path now and then
+        return "inline" if inline else "budget"
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Costs per kind (for stats): ``{"2^k B[, heavy]": {inline, broker, worker}}``."""
+        return {f"2^{k[0]} B" + (", heavy" if k[1] else ""):
+                {"inline_us": round(c.inline, 3), "broker_us": round(c.broker, 3),
+                 "worker_us": round(c.worker, 3)}
+                for k, c in sorted(self._costs.items())}
