@@ -1294,18 +1294,13 @@ class Pool:
                     out_total += reply_capacity(size)
             else:
                 out_total += sum(len(f.data) for f in run.frames[a:b])
+        got = self._reserve(sl, total, out_total)
+        if got is None:
+            return False
+        req_span, rep_span, view = got
+        roff, ooff = (req_span[0], rep_span[0]) if req_span and rep_span else (0, 0)
         blob: bytes | None = None
-        view: memoryview | None = None
-        if sl.req_ring is not None:
-            spans = self._reserve(sl, total, out_total)
-            if spans is None:
-                return False
-            req_span, rep_span = spans
-            roff, ooff = req_span[0], rep_span[0]
-            assert sl.req_seg is not None
-            view = sl.req_seg.view
-        else:
-            roff = ooff = 0
+        if view is None:
             blob = b"".join([f.data for run, a, b in segments for f in run.frames[a:b]])
         desc = bytearray(40 * count)
         pack = wire.REQ.pack_into
@@ -1339,10 +1334,13 @@ class Pool:
         self._send_batch_parts(sl, batch, parts)
         return True
 
-    def _reserve(self, sl: _Slot, total: int, out_total: int
-                 ) -> tuple[tuple[int, int], tuple[int, int]] | None:
-        """Request and reply ring regions for a batch; None (counted) when full."""
-        assert sl.req_ring is not None and sl.rep_ring is not None
+    def _reserve(self, sl: _Slot, total: int, out_total: int) -> tuple[
+            tuple[int, int] | None, tuple[int, int] | None, memoryview | None] | None:
+        """Request and reply ring regions for a batch and the request ring's view;
+        ``(None, None, None)`` without rings (payloads travel in the message); None
+        (counted) when a ring is full."""
+        if sl.req_ring is None or sl.rep_ring is None or sl.req_seg is None:
+            return None, None, None
         roff = sl.req_ring.alloc(max(total, 1))
         if roff is None:
             self.counters["ring_full"] += 1
@@ -1352,7 +1350,7 @@ class Pool:
             sl.req_ring.cancel(roff, max(total, 1))
             self.counters["ring_full"] += 1
             return None
-        return (roff, max(total, 1)), (ooff, max(out_total, 1))
+        return (roff, max(total, 1)), (ooff, max(out_total, 1)), sl.req_seg.view
 
     def _send_batch_parts(self, sl: _Slot, batch: _Batch, parts: list[bytes]) -> None:
         sl.inflight.append(batch)
@@ -1372,18 +1370,12 @@ class Pool:
             out_total += reply_size(run.op, b - a,
                                     pk.offsets[pk.lo + b] - pk.offsets[pk.lo + a])
         blobs: list[memoryview] = []
-        req_span = rep_span = None
-        roff = ooff = 0
-        view: memoryview | None = None
         t0 = time.perf_counter()
-        if sl.req_ring is not None:
-            spans = self._reserve(sl, total, out_total)
-            if spans is None:
-                return False
-            req_span, rep_span = spans
-            roff, ooff = req_span[0], rep_span[0]
-            assert sl.req_seg is not None
-            view = sl.req_seg.view
+        got = self._reserve(sl, total, out_total)
+        if got is None:
+            return False
+        req_span, rep_span, view = got
+        roff, ooff = (req_span[0], rep_span[0]) if req_span and rep_span else (0, 0)
         heads: list[list[int]] = []
         cols: list[list[bytes | bytearray]] = [[], [], [], [], []]
         pos, opos = roff, ooff
