@@ -14,7 +14,14 @@ from pool_helpers import frames, iv_of, key_for, open_sealed, run, until
 from framecrypt import Frame, Pool, livekit, sframe
 from framecrypt.batch import BatchResult, FrameBatch
 from framecrypt.broker import wire
-from framecrypt.errors import AuthenticationFailed, MalformedFrame, ReplayedFrame, UnsupportedCodec
+from framecrypt.errors import (
+    AuthenticationFailed,
+    KeyInvalidated,
+    MalformedFrame,
+    ReplayedFrame,
+    UnknownKey,
+    UnsupportedCodec,
+)
 from framecrypt.workers.service import WorkerService
 
 
@@ -287,3 +294,35 @@ def test_concurrent_batches_share_messages_and_survive_a_kill(transport: str) ->
                 counters = sorted(int.from_bytes(iv[8:], "big") for iv in ivs)
                 assert counters == list(range(1200))
     run(main, timeout=90)
+
+
+@pytest.mark.parametrize("placement", ["pool", "inline"])
+def test_garbage_and_edge_frames_get_typed_outcomes_and_nothing_dies(placement: str) -> None:
+    """Empty frames pass through (as livekit-client's DTX frames do), frames shorter
+    than the trailer, random bytes and random bytes dressed as a trailer all come back
+    as typed errors in place (after enough failures the key index is marked invalid,
+    as livekit-client does); the workers stay up and nothing is counted as a protocol
+    error."""
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm", placement=placement) as pool:
+            await pool.set_key("a", key_for("a"))
+            rng = random.Random(11)
+            edge = [b"", b"\x90", b"\x90" * 29, b"\x90" * 30]
+            noise = [rng.randbytes(rng.randint(31, 5000)) for _ in range(100)]
+            dressed = [rng.randbytes(rng.randint(31, 5000)) + b"\x0c\x00" for _ in range(100)]
+            sealed = await pool.encrypt_batch("a", FrameBatch.of(edge, codec="vp8"))
+            assert sealed[0] == b""  # an empty frame stays empty
+            frames_in = edge + noise + dressed
+            res = await pool.decrypt_batch("a", FrameBatch.of(frames_in, codec="vp8"))
+            assert len(res) == len(frames_in)
+            assert res[0] == b""
+            for i in range(1, len(frames_in)):
+                assert isinstance(res[i], (MalformedFrame, AuthenticationFailed, UnknownKey,
+                                           KeyInvalidated)), i
+            assert res.failed == len(frames_in) - 1
+            ok = await pool.encrypt_batch("a", FrameBatch.of([b"\x90" * 50] * 5))
+            assert ok.failed == 0  # still serving
+            st = pool.stats()
+            assert st["protocol_errors"] == 0 and st["worker_deaths"] == 0
+    run(main)
