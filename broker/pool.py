@@ -37,6 +37,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import zmq
@@ -186,7 +187,8 @@ class _Control:
 
 
 class _Batch:
-    __slots__ = ("batch_id", "count", "nbytes", "rep_span", "req_span", "segments", "spent")
+    __slots__ = ("batch_id", "count", "nbytes", "out_starts", "rep_span", "req_span",
+                 "segments", "spent")
 
     def __init__(self, batch_id: int, segments: list[tuple[_Run, int, int]], count: int,
                  nbytes: int, req_span: tuple[int, int] | None,
@@ -198,6 +200,7 @@ class _Batch:
         self.req_span = req_span
         self.rep_span = rep_span
         self.spent = 0.0  # packed: seconds this process spent sending it
+        self.out_starts: list[int] = []  # packed: each segment's reply region (from rep_span)
 
 
 class _Slot:
@@ -999,7 +1002,11 @@ class Pool:
                 self._count_error(err)
         g.pieces.append(OutputPiece(lo + a, lo + b, res, buf, base, overflow))
         self.counters["frames_ok"] += nok
-        self.counters["bytes_out"] += sum(memoryview(res).cast("I")[2::3])
+        records = array("I")  # (status, offset, length) as little-endian u32s
+        records.frombytes(res)
+        if not _LITTLE:
+            records.byteswap()
+        self.counters["bytes_out"] += sum(records[2::3])
         done = count - len(retry)
         g.remaining -= done
         run.remaining -= done
@@ -1377,6 +1384,7 @@ class Pool:
         req_span, rep_span, view = got
         roff, ooff = (req_span[0], rep_span[0]) if req_span and rep_span else (0, 0)
         heads: list[list[int]] = []
+        out_starts: list[int] = []
         cols: list[list[bytes | bytearray]] = [[], [], [], [], []]
         pos, opos = roff, ooff
         for run, a, b in segments:
@@ -1392,6 +1400,7 @@ class Pool:
                 blobs.append(data)
             heads.append([run.op, run.pidx, pk.counter0 + a if run.op == ENCRYPT else 0,
                           b - a, pos, opos])
+            out_starts.append(opos - ooff)
             pos += d1 - d0
             opos += reply_size(run.op, b - a, d1 - d0)
             cols[0].append(_le(bat.lengths[lo:hi]))
@@ -1404,6 +1413,7 @@ class Pool:
                 attempts[i] += 1
         self._batch_ids += 1
         batch = _Batch(self._batch_ids, segments, count, total, req_span, rep_span)
+        batch.out_starts = out_starts
         parts = [wire.pack(wire.PACKED, batch.batch_id, count,
                            self._epoch if self._iv_epoch else -1, heads),
                  b"".join([c for col in cols for c in col])]
@@ -1691,21 +1701,13 @@ class Pool:
                           floors: Any) -> None:
         # where each segment's outputs start: its reply region (shm) or right after the
         # previous segment's outputs (the outputs blob without shm)
-        starts = []
-        pos = 0
-        for (run, a, b), u in zip(batch.segments, used, strict=True):
-            pk = run.packed
-            assert pk is not None
-            starts.append(pos)
-            if rep is not None and batch.rep_span is not None:
-                pos += reply_size(run.op, b - a, pk.offsets[pk.lo + b] - pk.offsets[pk.lo + a])
-            else:
-                pos += u
         if rep is not None and batch.rep_span is not None:
+            starts = batch.out_starts
             base, size = batch.rep_span
             end = min(size, starts[-1] + used[-1])
             buf = bytes(rep[base : base + end])  # one copy out of the ring
         else:
+            starts = [0, *accumulate(used[:-1])]
             buf = bytes(parts[3]) if len(parts) > 3 else b""
         spill = bytes(parts[2]) if len(parts) > 2 else b""
         res_b = bytes(res)

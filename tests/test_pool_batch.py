@@ -62,6 +62,7 @@ def test_batch_seals_what_the_pure_core_opens(transport: str, placement: str) ->
             assert back.payloads() == [f.data for f in fs]
             st = pool.stats()
             assert st["frames_ok"] == 1200 and st["frames_failed"] == 0
+            assert st["bytes_out"] == sum(map(len, sealed)) + sum(len(f.data) for f in fs)
             if placement == "pool":
                 assert st["frames_inline"] == 0
             if placement == "inline":
