@@ -233,6 +233,13 @@ def test_a_malformed_packed_message_is_counted_and_answered_with_nothing() -> No
                    [wire.pack(wire.PACKED, 1, 0, -1, []), *good[1:]]):
         assert svc.handle(broken) == []
     assert svc.protocol_errors == 6
+    # a later segment out of its buffer: refused before any segment is processed
+    assert svc.engine is not None
+    done = svc.engine.counts["frames"]
+    two = [wire.pack(wire.PACKED, 2, 2, -1, [[1, 0, 0, 1, 0, 0], [1, 0, 0, 1, 4, 0]]),
+           cols, b"abcdef"]
+    assert svc.handle(two) == []
+    assert svc.protocol_errors == 7 and svc.engine.counts["frames"] == done
 
 
 def test_sframe_replay_floor_of_packed_batches_survives_a_worker_restart() -> None:

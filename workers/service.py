@@ -139,6 +139,16 @@ class WorkerService:
             if len(parts) < 3:
                 raise ProtocolError("PACKED without its payload blob")
             blob = memoryview(parts[2])
+        # every segment's payloads must lie in their buffer before any is processed
+        sizes = []
+        k = 0
+        room = len(self.req.view) if blob is None else len(blob)
+        for _, _, _, n, in_base, _ in heads:
+            nbytes = sum(u32[k : k + n])
+            if in_base + nbytes > room:
+                raise ProtocolError("PACKED payloads outside their buffer")
+            sizes.append(nbytes)
+            k += n
         cpu0 = time.process_time()
         spill = Overflow()
         results: list[bytes | bytearray] = []
@@ -146,17 +156,15 @@ class WorkerService:
         floors: list[list[list[int]]] = []
         outs: list[bytes] = []
         k = 0
-        for op, pidx, counter0, n, in_base, out_base in heads:
+        for (op, pidx, counter0, n, in_base, out_base), nbytes in zip(heads, sizes,
+                                                                       strict=True):
             lengths = u32[k : k + n]
-            nbytes = sum(lengths)
             if blob is None:
                 inp = self.req.view[in_base : in_base + nbytes]
                 out = self.rep.view[out_base : out_base + reply_size(op, n, nbytes)]
             else:
                 inp = blob[in_base : in_base + nbytes]
                 out = memoryview(bytearray(reply_size(op, n, nbytes)))
-            if len(inp) != nbytes:
-                raise ProtocolError("PACKED payloads outside their buffer")
             res, _, u = engine.run_packed(
                 op, pidx, counter0, epoch, lengths, cols[12 * count + k : 12 * count + k + n],
                 cols[13 * count + k : 13 * count + k + n], u32[count + k : count + k + n],
