@@ -39,9 +39,7 @@ from framecrypt.frame import Frame
 
 __all__ = ["BatchResult", "FrameBatch", "InlineBatcher"]
 
-_KEYFRAME = wire.FLAG_KEYFRAME
-assert _KEYFRAME == 1
-_CODEC_ID_OF = dict(wire.CODEC_ID)
+_KEYFRAME = wire.FLAG_KEYFRAME  # bit 0: FrameBatch.of maps keyframe flags with bool()
 
 
 def _codec_id(codec: str) -> int:
@@ -94,7 +92,7 @@ class FrameBatch:
             b.codecs = bytearray([_codec_id(codec)]) * n
         else:
             try:
-                b.codecs = bytearray(map(_CODEC_ID_OF.__getitem__, codec))
+                b.codecs = bytearray(map(wire.CODEC_ID.__getitem__, codec))
             except KeyError as e:
                 raise UnsupportedCodec(str(e.args[0])) from None
         if isinstance(keyframes, bool):
