@@ -147,6 +147,21 @@ class OlmIdentity:
         return f"OlmIdentity(curve25519={self.curve25519[:8]}…)"
 
 
+def _varint(body: bytes, i: int) -> tuple[int, int] | None:
+    """A protobuf varint at ``body[i]``: ``(value, next index)``, None if cut or too long."""
+    value = shift = 0
+    n = len(body)
+    while True:
+        if i >= n or shift > 28:
+            return None
+        b = body[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
 def prekey_identity_key(body: bytes) -> str | None:
     """The sender's curve25519 identity key inside an Olm pre-key message (version byte,
     then protobuf fields 1 one-time key, 2 base key, 3 identity key, 4 message)."""
@@ -155,17 +170,10 @@ def prekey_identity_key(body: bytes) -> str | None:
     i = 1
     n = len(body)
     while i < n:
-        tag = 0
-        shift = 0
-        while True:
-            if i >= n or shift > 28:
-                return None
-            b = body[i]
-            i += 1
-            tag |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        got = _varint(body, i)
+        if got is None:
+            return None
+        tag, i = got
         field, wire = tag >> 3, tag & 7
         if wire == 0:
             while i < n and body[i] & 0x80:
@@ -174,17 +182,10 @@ def prekey_identity_key(body: bytes) -> str | None:
             continue
         if wire != 2:
             return None
-        length = 0
-        shift = 0
-        while True:
-            if i >= n or shift > 28:
-                return None
-            b = body[i]
-            i += 1
-            length |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        got = _varint(body, i)
+        if got is None:
+            return None
+        length, i = got
         value = body[i:i + length]
         i += length
         if len(value) != length:
