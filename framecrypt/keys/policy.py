@@ -780,28 +780,35 @@ class Member:
         rot = _Rotation(MediaKey(self._new_material(), index), cause,
                         now + self.config.ack_timeout_s)
         self._pending = rot
-        out: list[Action] = []
-        for peer in sorted(self._members):
-            ch = self._channels.get(peer)
-            if ch is None or not ch.ready:
-                continue
-            send, uid = self._send_key(peer, KEY_INFO, rot.key)
-            rot.waiting[peer] = uid
-            rot.recipients.add(peer)
-            out.append(send)
+        out = self._offer(rot, self._members, KEY_INFO)
         if not rot.waiting:
             out += self._switch(now)
         return out
 
-    def _on_ack(self, peer: str, uuid: str, now: float) -> list[Action]:
-        rot = self._pending
+    def _offer(self, rot: _Rotation, peers: set[str], kind: str) -> list[Action]:
+        """Send ``rot``'s key to every peer with a ready channel; each then owes an ack."""
+        out: list[Action] = []
+        for peer in sorted(peers):
+            ch = self._channels.get(peer)
+            if ch is None or not ch.ready:
+                continue
+            send, uid = self._send_key(peer, kind, rot.key)
+            rot.waiting[peer] = uid
+            rot.recipients.add(peer)
+            out.append(send)
+        return out
+
+    @staticmethod
+    def _acked(rot: _Rotation | None, peer: str, uuid: str) -> bool:
+        """Note ``peer``'s ack of ``rot``'s key message ``uuid``; True once nobody owes one."""
         if rot is None or rot.waiting.get(peer) != uuid:
-            return []
+            return False
         del rot.waiting[peer]
         rot.acked += 1
-        if not rot.waiting:
-            return self._switch(now)
-        return []
+        return not rot.waiting
+
+    def _on_ack(self, peer: str, uuid: str, now: float) -> list[Action]:
+        return self._switch(now) if self._acked(self._pending, peer, uuid) else []
 
     def _switch(self, now: float) -> list[Action]:
         rot = self._pending
@@ -860,28 +867,13 @@ class Member:
         rot = _Rotation(MediaKey(self._new_material(), index), cause,
                         now + self.config.ack_timeout_s)
         self._vpending = rot
-        out: list[Action] = []
-        for peer in sorted(self._visitors):
-            ch = self._channels.get(peer)
-            if ch is None or not ch.ready:
-                continue
-            send, uid = self._send_key(peer, VISITOR_KEY, rot.key)
-            rot.waiting[peer] = uid
-            rot.recipients.add(peer)
-            out.append(send)
+        out = self._offer(rot, self._visitors, VISITOR_KEY)
         if not rot.waiting:
             out += self._finish_vrotation(now)
         return out
 
     def _on_vack(self, peer: str, uuid: str, now: float) -> list[Action]:
-        rot = self._vpending
-        if rot is None or rot.waiting.get(peer) != uuid:
-            return []
-        del rot.waiting[peer]
-        rot.acked += 1
-        if not rot.waiting:
-            return self._finish_vrotation(now)
-        return []
+        return self._finish_vrotation(now) if self._acked(self._vpending, peer, uuid) else []
 
     def _finish_vrotation(self, now: float) -> list[Action]:
         rot = self._vpending
