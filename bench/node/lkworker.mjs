@@ -1,7 +1,7 @@
 // Worker-thread side of lkbench.mjs: the browser's dedicated E2EE worker.
 //
 // Shims the globals the published bundle touches (self, onmessage, postMessage,
-// RTCEncodedVideoFrame / RTCEncodedAudioFrame), exactly as tests/interop/host.mjs does,
+// RTCEncodedVideoFrame / RTCEncodedAudioFrame: worker_globals.mjs, shared with tests/interop/host.mjs),
 // minus its crypto.subtle spies (nothing is recorded: this is a timing run). Then, per
 // timed run, it builds one ReadableStream / WritableStream pair per track (pipe), posts
 // `encode` / `decode` to the bundle's own onmessage as E2eeManager would, enqueues every
@@ -10,35 +10,16 @@
 
 import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
+import {
+  installWorkerGlobals,
+  RTCEncodedAudioFrame,
+  RTCEncodedVideoFrame,
+} from './worker_globals.mjs';
 
 const { bundleUrl, blob: blobPath, keyProviderOptions } = workerData;
 const blob = readFileSync(blobPath);
 
-class RTCEncodedVideoFrame {
-  constructor({ data, type, timestamp, metadata }) {
-    this.data = data;
-    this.type = type;
-    this.timestamp = timestamp;
-    this._metadata = metadata;
-  }
-  getMetadata() {
-    return { ...this._metadata };
-  }
-}
-class RTCEncodedAudioFrame {
-  constructor({ data, timestamp, metadata }) {
-    this.data = data;
-    this.timestamp = timestamp;
-    this._metadata = metadata;
-  }
-  getMetadata() {
-    return { ...this._metadata };
-  }
-}
-globalThis.RTCEncodedVideoFrame = RTCEncodedVideoFrame;
-globalThis.RTCEncodedAudioFrame = RTCEncodedAudioFrame;
-globalThis.self = globalThis;
-globalThis.onmessage = null;
+installWorkerGlobals();
 
 const enableWaiters = new Map();
 let errors = 0;

@@ -13,6 +13,11 @@
 // Nothing of the bundle is patched: it is imported as published.
 
 import { parentPort, workerData } from 'node:worker_threads';
+import {
+  installWorkerGlobals,
+  RTCEncodedAudioFrame,
+  RTCEncodedVideoFrame,
+} from '../../bench/node/worker_globals.mjs';
 
 const { seed, peer, workerUrl, recordKeys } = workerData;
 const subtle = globalThis.crypto.subtle;
@@ -100,31 +105,7 @@ subtle.deriveKey = (params, key, derived, extractable, usages) =>
   });
 
 // ---- browser worker globals ------------------------------------------------------------
-class RTCEncodedVideoFrame {
-  constructor({ data, type, timestamp, metadata }) {
-    this.data = data;
-    this.type = type;
-    this.timestamp = timestamp;
-    this._metadata = metadata;
-  }
-  getMetadata() {
-    return { ...this._metadata };
-  }
-}
-class RTCEncodedAudioFrame {
-  constructor({ data, timestamp, metadata }) {
-    this.data = data;
-    this.timestamp = timestamp;
-    this._metadata = metadata;
-  }
-  getMetadata() {
-    return { ...this._metadata };
-  }
-}
-globalThis.RTCEncodedVideoFrame = RTCEncodedVideoFrame;
-globalThis.RTCEncodedAudioFrame = RTCEncodedAudioFrame;
-globalThis.self = globalThis;
-globalThis.onmessage = null; // the bundle assigns `onmessage = ...` (strict mode needs it declared)
+installWorkerGlobals();
 
 const ackWaiters = new Map();
 globalThis.postMessage = (msg) => {
