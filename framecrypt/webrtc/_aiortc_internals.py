@@ -137,27 +137,41 @@ def _frame_timestamp(frame: AvFrame) -> int:
     return int(convert_timebase(frame.pts, frame.time_base, VIDEO_TIME_BASE))
 
 
-class E2EEVp8Encoder(Vp8Encoder):
-    """aiortc's VP8 encoder, sealing each whole frame before the payload descriptor."""
+class _SealingVideo:
+    """What both video encoders add to aiortc's: the timestamp of the frame being
+    encoded, keyframes on request, and ``pack`` of pre-encoded packets that were sealed
+    beforehand (packetized as they are: ``_passthrough``)."""
 
-    def __init__(self, sealer: Sealer) -> None:
-        super().__init__()
+    _sealer: Sealer
+    _ts: int
+    _passthrough: bool
+
+    def _init_sealing(self, sealer: Sealer) -> None:
         self._sealer = sealer
         self._ts = 0
         self._passthrough = False
 
     def encode(self, frame: AvFrame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         self._ts = _frame_timestamp(frame)
-        return super().encode(frame, self._sealer.take_keyframe_request() or force_keyframe)
+        return super().encode(  # type: ignore[misc, no-any-return]
+            frame, self._sealer.take_keyframe_request() or force_keyframe)
 
     def pack(self, packet: Packet[Any]) -> tuple[list[bytes], int]:
         if not self._sealer.take_sealed_packet(packet):
             return [], 0  # fail closed: an unsealed pre-encoded frame is never sent
         self._passthrough = True
         try:
-            return super().pack(packet)
+            return super().pack(packet)  # type: ignore[misc, no-any-return]
         finally:
             self._passthrough = False
+
+
+class E2EEVp8Encoder(_SealingVideo, Vp8Encoder):
+    """aiortc's VP8 encoder, sealing each whole frame before the payload descriptor."""
+
+    def __init__(self, sealer: Sealer) -> None:
+        super().__init__()
+        self._init_sealing(sealer)
 
     def _packetize(self, buffer: bytes, picture_id: int) -> list[bytes]:  # type: ignore[override]
         if self._passthrough:
@@ -170,29 +184,14 @@ class E2EEVp8Encoder(Vp8Encoder):
         return Vp8Encoder._packetize(sealed, picture_id)
 
 
-class E2EEH264Encoder(H264Encoder):
+class E2EEH264Encoder(_SealingVideo, H264Encoder):
     """aiortc's H.264 encoder: the NAL units of a frame are joined (Annex B), sealed
     (LiveKit: clear up to the first slice, the rest RBSP-escaped so no start code
     appears in it) and split again before FU-A/STAP-A packetization."""
 
     def __init__(self, sealer: Sealer) -> None:
         super().__init__()
-        self._sealer = sealer
-        self._ts = 0
-        self._passthrough = False
-
-    def encode(self, frame: AvFrame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        self._ts = _frame_timestamp(frame)
-        return super().encode(frame, self._sealer.take_keyframe_request() or force_keyframe)
-
-    def pack(self, packet: Packet[Any]) -> tuple[list[bytes], int]:
-        if not self._sealer.take_sealed_packet(packet):
-            return [], 0
-        self._passthrough = True
-        try:
-            return super().pack(packet)
-        finally:
-            self._passthrough = False
+        self._init_sealing(sealer)
 
     def _packetize(self, packages: Iterable[bytes]) -> list[bytes]:  # type: ignore[override]
         if self._passthrough:
