@@ -1074,6 +1074,8 @@ class Pool:
         # while a set_key is in flight (frames queued behind it are sealed under the
         # new KID), and could then repeat a CTR under it.
         t_inline = time.perf_counter() if inline_ok else 0.0
+        # the call's counters are reserved at once (a refused frame leaves a gap: harmless)
+        counter0 = self._next_counters(pidx, len(frames)) if op == ENCRYPT else 0
         for i, frame in enumerate(frames):
             idx = offset + i
             size = len(frame.data)
@@ -1086,7 +1088,7 @@ class Pool:
                                   size)
                 continue
             ssrc = frame.ssrc
-            counter = self._next_counters(pidx, 1) if op == ENCRYPT else 0
+            counter = counter0 + i if op == ENCRYPT else 0
             if inline_ok and ssrc not in streams and (pidx, ssrc) not in pending and \
                     self._try_inline(pidx, frame, op, counter, group, idx, size):
                 continue
