@@ -43,7 +43,6 @@ from typing import Any
 import zmq
 
 from framecrypt.batch import BatchResult, FrameBatch, OutputPiece, status_error
-from framecrypt.broker import wire
 from framecrypt.broker.placement import Kind, PlacementModel
 from framecrypt.broker.rendezvous import owner
 from framecrypt.conf import Settings, load_settings
@@ -59,7 +58,7 @@ from framecrypt.errors import (
     WorkerLost,
 )
 from framecrypt.frame import Frame
-from framecrypt.transports import hygiene
+from framecrypt.transports import hygiene, wire
 from framecrypt.transports.shm import RingAllocator, Segment
 from framecrypt.workers.engine import Engine, EngineConfig, reply_capacity, reply_size
 from framecrypt.workers.service import WorkerService

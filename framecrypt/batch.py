@@ -23,7 +23,6 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 
-from framecrypt.broker import wire
 from framecrypt.errors import (
     AuthenticationFailed,
     CounterExhausted,
@@ -36,6 +35,7 @@ from framecrypt.errors import (
     UnsupportedCodec,
 )
 from framecrypt.frame import Frame
+from framecrypt.transports import wire
 
 __all__ = ["BatchResult", "FrameBatch", "InlineBatcher"]
 

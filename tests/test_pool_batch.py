@@ -13,7 +13,6 @@ from pool_helpers import frames, iv_of, key_for, open_sealed, run, until
 
 from framecrypt import Frame, Pool, livekit, sframe
 from framecrypt.batch import BatchResult, FrameBatch
-from framecrypt.broker import wire
 from framecrypt.errors import (
     AuthenticationFailed,
     KeyInvalidated,
@@ -22,6 +21,7 @@ from framecrypt.errors import (
     UnknownKey,
     UnsupportedCodec,
 )
+from framecrypt.transports import wire
 from framecrypt.workers.service import WorkerService
 
 

@@ -18,9 +18,8 @@ import zmq
 from pool_helpers import frames, iv_of, key_for, open_sealed, rss_bytes, run, tagged_files, until
 
 from framecrypt import Frame, Pool
-from framecrypt.broker import wire
 from framecrypt.errors import FramecryptError, Overloaded, WorkerLost
-from framecrypt.transports import hygiene
+from framecrypt.transports import hygiene, wire
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
-from framecrypt.broker import wire
 from framecrypt.errors import (
     AuthenticationFailed,
     CounterExhausted,
@@ -27,6 +26,7 @@ from framecrypt.errors import (
     ReplayedFrame,
     UnknownKey,
 )
+from framecrypt.transports import wire
 from framecrypt.workers.livekit import frame as lkframe
 from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
 from framecrypt.workers.livekit.events import KeyRatcheted

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import zmq
 
-from framecrypt.broker import wire
+from framecrypt.transports import wire
 from framecrypt.workers.service import WorkerService
 
 

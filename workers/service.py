@@ -13,8 +13,8 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from framecrypt.broker import wire
 from framecrypt.errors import FramecryptError, ProtocolError
+from framecrypt.transports import wire
 from framecrypt.workers.engine import Engine, EngineConfig, Overflow, reply_size
 
 Parts = list[bytes]
