@@ -10,7 +10,13 @@ Differences from livekit-client, on purpose:
 - the frame is parsed and unescaped once; livekit-client unescapes H.26x frames
   again on every retry and corrupts bodies that contain ``00 00 03``;
 - a ratcheted key is committed only after a frame authenticated under it, and the
-  candidate chain is cached per slot, so forged frames cost AES attempts, not KDFs.
+  candidate chain is cached per slot, so forged frames cost AES attempts, not KDFs;
+- a key index marked invalid (failures over ``failure_tolerance``) still tries the
+  held key, once: a frame that authenticates under it opens (and clears the mark).
+  livekit-client drops such frames untried, so anyone in the media path (the SFU, a
+  relay) could lock a participant out with ``failure_tolerance + 1`` forged frames.
+  The mark stops the ratchet attempts only, so past the tolerance a forged frame
+  costs one AES-GCM attempt and fails with :class:`KeyInvalidated`.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class ParticipantCryptor:
         self.ring = KeyRing(self.options.keyring_size)
         self._chains: dict[int, list[KeySet]] = {}
         self._events: deque[Event] = deque()
+        self.attempts = 0  # AES-GCM attempts decrypt() made (held keys, ratchet candidates)
 
     def __repr__(self) -> str:
         return f"ParticipantCryptor({self.ring!r})"
@@ -175,30 +182,35 @@ class ParticipantCryptor:
         index = _frame.key_index_of(data)
         slot = self.ring.slot(index)
         ring = self.ring
-        tol = opts.failure_tolerance
-        if tol >= 0 and ring.failures(slot) > tol:
-            raise KeyInvalidated(index)
         ks = ring.get(slot)
         if ks is None:
+            if self._invalid(slot):
+                raise KeyInvalidated(index)
             self._events.append(KeyMissing(index))
             self._fail(slot)
             raise UnknownKey(index)
         sealed = _frame.parse(data, codec=codec, keyframe=keyframe, jitsi=opts.jitsi)
+        self.attempts += 1
         try:
             out = sealed.open(ks.aead)
         except AuthenticationFailed:
+            # past the tolerance: no ratchet attempts (forged frames cost one AES try)
+            if self._invalid(slot):
+                raise KeyInvalidated(index) from None
             ratcheted = self._open_ratcheted(sealed, slot, ks)
             if ratcheted is None:
-                current_ok = not (
-                    tol >= 0 and ring.failures(ring.current_index) > tol
-                )
-                if current_ok:
+                if not self._invalid(ring.current_index):  # (as livekit-client)
                     self._events.append(DecryptionFailed(index, ring.failures(slot) + 1))
                     self._fail(slot)
                 raise
             out = ratcheted
         ring.reset_failures(slot)
         return out
+
+    def _invalid(self, slot: int) -> bool:
+        """Whether failures at ``slot`` passed the tolerance (marked invalid)."""
+        tol = self.options.failure_tolerance
+        return tol >= 0 and self.ring.failures(slot) > tol
 
     def _open_ratcheted(self, sealed: _frame.Sealed, slot: int, ks: KeySet) -> bytes | None:
         window = self.options.ratchet_window
@@ -209,6 +221,7 @@ class ParticipantCryptor:
             if step == len(chain):
                 chain.append((chain[-1] if chain else ks).ratcheted())
             candidate = chain[step]
+            self.attempts += 1
             try:
                 out = sealed.open(candidate.aead)
             except AuthenticationFailed:

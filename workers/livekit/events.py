@@ -28,7 +28,8 @@ class KeyMissing:
 
 @dataclass(frozen=True, slots=True)
 class KeyMarkedInvalid:
-    """Failures at ``key_index`` passed the tolerance: its frames are dropped untried."""
+    """Failures at ``key_index`` passed the tolerance: its frames get no ratchet attempts
+    (one try under the held key) until one opens or a key is set there."""
 
     key_index: int
 
