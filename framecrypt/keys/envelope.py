@@ -35,6 +35,10 @@ key-info-ack, visitor-key) is Jitsi's ``{"key": base64 | false, "keyIndex": n}``
 ``{}`` (no key to give); framecrypt adds ``"type"`` (the envelope type, so a ciphertext
 cannot be relabelled) and ``"seq"`` (1, 2, … per channel direction, so a reordered or
 replayed message is refused). Ping/pong plaintext: ``{"id": n}`` plus the same fields.
+
+Envelopes and plaintexts come from peers: both are parsed by
+:func:`framecrypt.keys.jsonlimits.loads` (size and nesting bounded, malformed input is
+:class:`MalformedMessage`, never another exception).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from . import jsonlimits
 from .errors import MalformedMessage
 
 ENVELOPE_TYPE = "olm"
@@ -281,14 +286,10 @@ def from_dict(obj: object) -> Message:
 
 
 def from_json(text: str | bytes) -> Message:
-    """Parse envelope JSON text (bounded to :data:`MAX_ENVELOPE_CHARS`)."""
-    if len(text) > MAX_ENVELOPE_CHARS:
-        raise MalformedMessage("envelope too large")
-    try:
-        obj = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedMessage("not JSON") from None
-    return from_dict(obj)
+    """Parse envelope JSON text (bounded to :data:`MAX_ENVELOPE_CHARS` and
+    :data:`~framecrypt.keys.jsonlimits.MAX_DEPTH` nesting levels); any other input
+    raises :class:`MalformedMessage`."""
+    return from_dict(jsonlimits.loads(text, what="envelope", max_chars=MAX_ENVELOPE_CHARS))
 
 
 __all__ = [

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import vodozemac
 
+from . import jsonlimits
 from .envelope import (
     ENCRYPTED_KINDS,
     PING,
@@ -407,10 +408,7 @@ class OlmChannel:
             self._seen.popitem(last=False)
 
     def _parse(self, kind: str, uuid: str, plaintext: bytes) -> Opened:
-        try:
-            obj = json.loads(plaintext)
-        except (ValueError, UnicodeDecodeError):
-            raise MalformedMessage("plaintext is not JSON") from None
+        obj = jsonlimits.loads(plaintext, what="plaintext")
         if not isinstance(obj, dict):
             raise MalformedMessage("plaintext is not a JSON object")
         t = obj.get("type")
