@@ -7,8 +7,8 @@ frame) and a reply one packed result array (:data:`RES`, 12 bytes a frame). Payl
 travel in the per-worker shared-memory rings (``shm``) or in one payload blob
 (``ipc``/``tcp``); descriptors hold (offset, length) into whichever it is.
 
-broker → worker
-  ``[V, CONFIG, settings: dict, shm: [req_name, rep_name, size] | None]``
+broker → worker (typed: :mod:`.to_worker`)
+  ``[V, CONFIG, settings: {name: value}, shm: [req_name, rep_name, size, dir] | None]``
   ``[V, BATCH, batch_id, count]`` + descriptor blob (+ payload blob without shm)
   ``[V, PACKED, batch_id, count, epoch, [[op, participant, counter0, n, in_base,
   out_base], …]]`` + one columns blob: lengths, ssrcs, timestamps (u32 little-endian,
@@ -18,7 +18,7 @@ broker → worker
   :meth:`framecrypt.workers.engine.Engine.run_packed`); answered with RESULT
   ``[V, CONTROL, seq, op, *args]``   key operations, ordered with the batches
   ``[V, PING, t]`` heartbeat          ``[V, STOP]``
-worker → broker
+worker → broker (typed: :mod:`.to_broker`)
   ``[V, READY, pid, slot]``
   ``[V, RESULT, batch_id, count]`` + result blob (+ payload blob: outputs that did not
   fit their reserved reply region, or every output without shm); a PACKED batch's
@@ -26,16 +26,21 @@ worker → broker
   reply bytes written; SFrame opening: ``[[kid, highest counter opened], …]`` of its
   participant, else ``[]``; the worker's CPU time for the message, for placement)
   + result blob + overflow blob (+ without shm: the segments' outputs, back to back)
-  ``[V, ACK, seq, ok, *result]``     ``[V, EVENT, kind, *args]``     ``[V, PONG, t]``
+  ``[V, ACK, seq, ok, *result]``   ``[V, EVENT, [kind, pidx, *args]]``   ``[V, PONG, t]``
 
-Parsing is strict: anything else raises :class:`~framecrypt.errors.ProtocolError`
-(the receiver counts it and carries on).
+Parsing is strict: receivers parse with :func:`.to_worker.parse_to_worker` and
+:func:`.to_broker.parse_to_broker`, which return a typed message (one frozen dataclass
+per kind) or raise :class:`~framecrypt.errors.ProtocolError` (the receiver counts it
+and carries on). This module holds the constants, the records, the header codec and
+the field checks both directions share.
 """
 
 from __future__ import annotations
 
+import math
 import struct
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, TypeAlias
 
 import msgpack
 
@@ -102,11 +107,11 @@ def unpack(header: bytes | memoryview) -> list[Any]:
         msg = msgpack.unpackb(header, raw=False, strict_map_key=True, use_list=True)
     except Exception as e:  # msgpack raises several unrelated types on garbage
         raise ProtocolError("header is not msgpack") from e
-    if not isinstance(msg, list) or len(msg) < 2:
+    if type(msg) is not list or len(msg) < 2:
         raise ProtocolError("header is not an array")
-    if msg[0] != VERSION:
+    if type(msg[0]) is not int or msg[0] != VERSION:  # (True == 1: bool is no version)
         raise ProtocolError("unknown protocol version")
-    if msg[1] not in KINDS:
+    if type(msg[1]) is not int or msg[1] not in KINDS:
         raise ProtocolError("unknown message kind")
     return msg[1:]
 
@@ -114,3 +119,94 @@ def unpack(header: bytes | memoryview) -> list[Any]:
 def check_blob(blob: bytes | memoryview, record: struct.Struct, count: int) -> None:
     if count < 0 or len(blob) != record.size * count:
         raise ProtocolError("descriptor blob size does not match the count")
+
+
+# --- field checks shared by the typed messages (.to_worker, .to_broker) ---------------
+# Each returns the checked value or raises ProtocolError whose reason names the field,
+# never its value (values may be key bytes).
+
+Blob: TypeAlias = bytes | memoryview
+Parts: TypeAlias = list[Blob]
+U32_MAX: Final = 0xFFFF_FFFF
+U64_MAX: Final = 0xFFFF_FFFF_FFFF_FFFF
+I64_MIN: Final = -(1 << 63)
+
+
+def check_int(v: object, what: str, lo: int = 0, hi: int = U64_MAX) -> int:
+    """An ``int`` (not a ``bool``) in ``[lo, hi]``; u64 by default."""
+    if type(v) is not int or not lo <= v <= hi:
+        raise ProtocolError(f"{what}: not an int in [{lo}, {hi}]")
+    return v
+
+
+def check_u32(v: object, what: str) -> int:
+    return check_int(v, what, 0, U32_MAX)
+
+
+def check_str(v: object, what: str) -> str:
+    if type(v) is not str:
+        raise ProtocolError(f"{what}: not a str")
+    return v
+
+
+def check_bytes(v: object, what: str) -> bytes:
+    if type(v) is not bytes:
+        raise ProtocolError(f"{what}: not bytes")
+    return v
+
+
+def check_list(v: object, what: str, n: int | None = None) -> list[Any]:
+    """A list, of exactly ``n`` items when ``n`` is given."""
+    if type(v) is not list or (n is not None and len(v) != n):
+        raise ProtocolError(f"{what}: not a list" + ("" if n is None else f" of {n}"))
+    return v
+
+
+def check_number(v: object, what: str) -> int | float:
+    """A finite ``float`` or an ``int`` that msgpack carries (i64 or u64)."""
+    if type(v) is float and math.isfinite(v):
+        return v
+    return check_int(v, what, I64_MIN)
+
+
+def header_fields(fields: list[Any], n: int, what: str) -> list[Any]:
+    """The fields after the kind of an unpacked header, exactly ``n`` of them."""
+    if len(fields) != n + 1:
+        raise ProtocolError(f"{what}: {len(fields) - 1} header fields, expected {n}")
+    return fields[1:]
+
+
+def check_parts(parts: Sequence[Any], lo: int, hi: int, what: str) -> None:
+    """``lo..hi`` parts in the message (header included)."""
+    if not lo <= len(parts) <= hi:
+        raise ProtocolError(f"{what}: {len(parts)} parts, expected {lo}..{hi}")
+
+
+def as_blob(part: object, what: str) -> Blob:
+    """A part as itself (``bytes``) or a one-dimensional memoryview of unsigned bytes;
+    never a copy."""
+    if type(part) is bytes:
+        return part
+    try:
+        mv = part if type(part) is memoryview else memoryview(part)  # type: ignore[arg-type]
+        if mv.format != "B" or mv.ndim != 1 or not mv.c_contiguous:
+            mv = mv.cast("B")  # (TypeError when not contiguous)
+    except (TypeError, ValueError) as e:
+        raise ProtocolError(f"{what}: not a contiguous buffer") from e
+    return mv
+
+
+def column(blob: Blob, start: int, step: int) -> bytes:
+    """Byte ``start`` of every ``step``-byte record of ``blob`` (one C-level pass; check
+    it with ``bytes.translate(None, allowed)``, which is empty when all are allowed)."""
+    return memoryview(blob)[start::step].tobytes()
+
+
+def header_of(parts: Sequence[Any], kind: int | None = None) -> list[Any]:
+    """The unpacked header of a message (``[kind, ...]``), of ``kind`` when given."""
+    if not parts:
+        raise ProtocolError("empty message")
+    fields = unpack(parts[0])
+    if kind is not None and fields[0] != kind:
+        raise ProtocolError("not the expected message kind")
+    return fields

@@ -1,0 +1,430 @@
+"""Broker → worker messages of :mod:`.wire`, typed: one frozen dataclass per kind.
+
+Each has ``encode()`` (the message's parts: the msgpack header, byte for byte what
+``wire.pack`` makes of the same fields, then its blobs) and ``parse(parts)``; a worker
+calls :func:`parse_to_worker`, which dispatches on the kind.
+
+The parse contract: a message either parses fully into its typed object, every field
+checked, or :class:`~framecrypt.errors.ProtocolError` is raised, never another
+exception. Checked: the number of parts and of header fields; types (``bool`` is not
+an ``int``); ranges (u32 fields < 2³², u64 fields < 2⁶⁴, none negative unless said);
+blob sizes against the count (descriptors 40·count bytes, PACKED columns 14·count);
+ops and codec ids against their tables; segment sizes adding up to the count; the
+settings of a CONFIG and the arguments of each CONTROL op. Blobs are not copied. What
+only the worker can know stays its job: whether payloads and outputs lie inside the
+buffers it holds (:meth:`Packed.payload_sizes`), whether named segments exist.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, TypeAlias
+
+from framecrypt.errors import ProtocolError
+from framecrypt.transports import wire
+from framecrypt.transports.wire import (
+    U32_MAX,
+    U64_MAX,
+    Blob,
+    Parts,
+    as_blob,
+    check_int,
+    check_list,
+    check_number,
+    check_parts,
+    check_str,
+    check_u32,
+    column,
+    header_fields,
+    header_of,
+)
+
+_CODEC_IDS: Final = bytes(range(len(wire.CODECS)))  # for bytes.translate
+_OPS: Final = bytes((wire.OP_ENCRYPT, wire.OP_DECRYPT))
+KDFS: Final = ("pbkdf2", "hkdf")
+
+
+class ControlRejected(ProtocolError):
+    """A CONTROL whose ``seq`` parsed but whose op or arguments did not. The worker
+    still answers it (a failed ACK), so nothing in the broker waits forever."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(reason)
+        self.seq = seq
+
+
+# --- CONFIG ------------------------------------------------------------------------------
+
+# The engine settings a CONFIG may carry: the wire's copy of EngineConfig's fields with
+# the ranges conf/settings.py allows (tests/test_wire.py keeps the names in step).
+_CHOICES: Final[Mapping[str, tuple[str, ...]]] = {
+    "format": ("livekit", "jitsi", "sframe"), "iv": ("counter", "livekit")}
+_INTS: Final[Mapping[str, tuple[int, int]]] = {
+    "ratchet_window": (0, 256), "failure_tolerance": (-1, 1 << 31), "keyring_size": (1, 256),
+    "suite": (1, 8), "replay_window": (0, 1 << 16)}
+_BYTES: Final[Mapping[str, int]] = {"ratchet_salt": 256, "sif_trailer": 256}
+SETTINGS: Final = frozenset((*_CHOICES, *_INTS, *_BYTES))
+
+
+def _settings(v: object) -> Mapping[str, Any]:
+    if type(v) is not dict:
+        raise ProtocolError("CONFIG settings: not a map")
+    for k, x in v.items():
+        if type(k) is not str or k not in SETTINGS:
+            raise ProtocolError("CONFIG settings: unknown setting")
+        if k in _CHOICES:
+            if type(x) is not str or x not in _CHOICES[k]:
+                raise ProtocolError(f"CONFIG {k}: not one of {_CHOICES[k]}")
+        elif k in _INTS:
+            check_int(x, f"CONFIG {k}", *_INTS[k])
+        elif type(x) is not bytes or len(x) > _BYTES[k]:
+            raise ProtocolError(f"CONFIG {k}: not bytes of at most {_BYTES[k]}")
+    return MappingProxyType(dict(v))
+
+
+@dataclass(frozen=True, slots=True)
+class Rings:
+    """A worker's two shared-memory segments, the request and the reply ring:
+    ``size``-byte segments in ``dir``. Attaching checks the rest (owner, mode, size)."""
+
+    request: str
+    reply: str
+    size: int
+    dir: str
+
+    @classmethod
+    def _from(cls, v: object) -> Rings:
+        req, rep, size, d = check_list(v, "CONFIG shm", 4)
+        for name in (check_str(req, "CONFIG ring name"), check_str(rep, "CONFIG ring name"),
+                     check_str(d, "CONFIG shm dir")):
+            if not name or "\0" in name:
+                raise ProtocolError("CONFIG shm: an empty name or a NUL in a name")
+        if req == rep:
+            raise ProtocolError("CONFIG shm: one segment for both rings")
+        return cls(req, rep, check_int(size, "CONFIG ring size", 1, (1 << 63) - 1), d)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """``[V, CONFIG, settings, shm]``: engine settings (names from :data:`SETTINGS`)
+    and the rings, or ``None`` (payloads then travel in the messages)."""
+
+    KIND: ClassVar[int] = wire.CONFIG
+    settings: Mapping[str, Any]
+    shm: Rings | None = None
+
+    def encode(self) -> Parts:
+        s = self.shm
+        return [wire.pack(wire.CONFIG, dict(self.settings),
+                          None if s is None else [s.request, s.reply, s.size, s.dir])]
+
+    @classmethod
+    def parse(cls, parts: Sequence[Any]) -> Config:
+        return cls._from(header_of(parts, cls.KIND), parts)
+
+    @classmethod
+    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Config:
+        settings, shm = header_fields(fields, 2, "CONFIG")
+        check_parts(parts, 1, 1, "CONFIG")
+        return cls(_settings(settings), None if shm is None else Rings._from(shm))
+
+
+# --- frames ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """``[V, BATCH, batch_id, count]`` + descriptors (``count`` :data:`wire.REQ`
+    records) + the payload blob without shm. The legacy per-frame form: descriptor
+    offsets are checked per frame by the engine (``ST_MALFORMED``)."""
+
+    KIND: ClassVar[int] = wire.BATCH
+    batch_id: int
+    count: int
+    descriptors: Blob
+    payload: Blob | None = None
+
+    def encode(self) -> Parts:
+        out: Parts = [wire.pack(wire.BATCH, self.batch_id, self.count), self.descriptors]
+        if self.payload is not None:
+            out.append(self.payload)
+        return out
+
+    @classmethod
+    def parse(cls, parts: Sequence[Any]) -> Batch:
+        return cls._from(header_of(parts, cls.KIND), parts)
+
+    @classmethod
+    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Batch:
+        batch_id, count = header_fields(fields, 2, "BATCH")
+        check_parts(parts, 2, 3, "BATCH")
+        check_int(batch_id, "BATCH batch_id")
+        check_int(count, "BATCH count", 1, U32_MAX)
+        desc = as_blob(parts[1], "BATCH descriptors")
+        if len(desc) != wire.REQ.size * count:
+            raise ProtocolError("BATCH descriptors do not match the count")
+        if column(desc, 0, wire.REQ.size).translate(None, _OPS):
+            raise ProtocolError("BATCH: unknown op in a descriptor")
+        if column(desc, 1, wire.REQ.size).translate(None, _CODEC_IDS):
+            raise ProtocolError("BATCH: unknown codec id in a descriptor")
+        payload = as_blob(parts[2], "BATCH payload") if len(parts) == 3 else None
+        return cls(batch_id, count, desc, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentHead:
+    """One segment of a PACKED batch: ``n`` frames of one participant and one op,
+    payloads back to back from ``in_base``, outputs from ``out_base``, sealed with
+    counters ``counter0, counter0 + 1, …``."""
+
+    op: int
+    participant: int
+    counter0: int
+    n: int
+    in_base: int
+    out_base: int
+
+    @classmethod
+    def _from(cls, v: object) -> SegmentHead:
+        op, pidx, counter0, n, in_base, out_base = check_list(v, "PACKED segment", 6)
+        if type(op) is not int or op not in (wire.OP_ENCRYPT, wire.OP_DECRYPT):
+            raise ProtocolError("PACKED segment: unknown op")
+        check_int(n, "PACKED segment n", 1, U32_MAX)
+        return cls(op, check_u32(pidx, "PACKED participant"),
+                   check_int(counter0, "PACKED counter0", 0, U64_MAX - n + 1), n,
+                   check_int(in_base, "PACKED in_base"), check_int(out_base, "PACKED out_base"))
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """``[V, PACKED, batch_id, count, epoch, [segment, …]]`` + the columns blob
+    (lengths, ssrcs, timestamps: u32 little-endian; codec ids, flags: u8; ``count``
+    each) + the payload blob without shm. ``epoch`` -1: none (timestamps are used)."""
+
+    KIND: ClassVar[int] = wire.PACKED
+    batch_id: int
+    count: int
+    epoch: int
+    segments: tuple[SegmentHead, ...]
+    columns: Blob
+    payload: Blob | None = None
+
+    def encode(self) -> Parts:
+        heads = [[s.op, s.participant, s.counter0, s.n, s.in_base, s.out_base]
+                 for s in self.segments]
+        out: Parts = [wire.pack(wire.PACKED, self.batch_id, self.count, self.epoch, heads),
+                      self.columns]
+        if self.payload is not None:
+            out.append(self.payload)
+        return out
+
+    def u32_columns(self) -> Sequence[int]:
+        """Lengths, ssrcs and timestamps as one sequence of ``3 * count`` ints (a cast
+        of the columns blob on little-endian hosts, a swapped copy elsewhere)."""
+        raw = memoryview(self.columns)[: 12 * self.count]
+        if sys.byteorder == "little":
+            return raw.cast("I")
+        swapped = array("I")
+        swapped.frombytes(raw)
+        swapped.byteswap()
+        return swapped
+
+    def codecs(self) -> memoryview:
+        return memoryview(self.columns)[12 * self.count : 13 * self.count]
+
+    def flags(self) -> memoryview:
+        return memoryview(self.columns)[13 * self.count :]
+
+    def payload_sizes(self, u32: Sequence[int]) -> list[int]:
+        """Payload bytes of each segment (``u32`` from :meth:`u32_columns`). Whether
+        ``in_base + size`` lies in its buffer is for the receiver to check: only it
+        knows the buffer (its request ring, or :attr:`payload`)."""
+        sizes = []
+        k = 0
+        for s in self.segments:
+            sizes.append(sum(u32[k : k + s.n]))
+            k += s.n
+        return sizes
+
+    @classmethod
+    def parse(cls, parts: Sequence[Any]) -> Packed:
+        return cls._from(header_of(parts, cls.KIND), parts)
+
+    @classmethod
+    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Packed:
+        batch_id, count, epoch, heads = header_fields(fields, 4, "PACKED")
+        check_parts(parts, 2, 3, "PACKED")
+        check_int(batch_id, "PACKED batch_id")
+        check_int(count, "PACKED count", 1, U32_MAX)
+        check_int(epoch, "PACKED epoch", -1, U32_MAX)
+        if type(heads) is not list or not 1 <= len(heads) <= count:
+            raise ProtocolError("PACKED: no segments, or more segments than frames")
+        segments = tuple(map(SegmentHead._from, heads))
+        if sum(s.n for s in segments) != count:
+            raise ProtocolError("PACKED: segment sizes do not add up to the count")
+        cols = as_blob(parts[1], "PACKED columns")
+        if len(cols) != 14 * count:
+            raise ProtocolError("PACKED columns do not match the count")
+        if memoryview(cols)[12 * count : 13 * count].tobytes().translate(None, _CODEC_IDS):
+            raise ProtocolError("PACKED: unknown codec id")
+        payload = as_blob(parts[2], "PACKED payload") if len(parts) == 3 else None
+        return cls(batch_id, count, epoch, segments, cols, payload)
+
+
+# --- key operations ------------------------------------------------------------------------
+
+
+def _keyset_args(a: list[Any]) -> tuple[Any, ...]:
+    # no derived key travels: material as the application gave it, ratcheted
+    # ``generation`` steps by the worker itself
+    pidx, name, index, material, kdf, generation, make_current = \
+        check_list(a, "keyset arguments", 7)
+    check_u32(pidx, "keyset participant")
+    check_str(name, "keyset name")
+    check_int(index, "keyset index")
+    if type(material) is not bytes and type(material) is not str:
+        raise ProtocolError("keyset material: not bytes or str")
+    if kdf is not None and check_str(kdf, "keyset kdf") not in KDFS:
+        raise ProtocolError("keyset kdf: unknown")
+    check_int(generation, "keyset generation", hi=1 << 16)
+    if type(make_current) is not bool:
+        raise ProtocolError("keyset make_current: not a bool")
+    return tuple(a)
+
+
+def _ratchet_args(a: list[Any]) -> tuple[Any, ...]:
+    pidx, index = check_list(a, "ratchet arguments", 2)
+    return check_u32(pidx, "ratchet participant"), check_int(index, "ratchet index")
+
+
+def _remove_args(a: list[Any]) -> tuple[Any, ...]:
+    (pidx,) = check_list(a, "remove arguments", 1)
+    return (check_u32(pidx, "remove participant"),)
+
+
+def floor_pairs(v: object, what: str) -> tuple[tuple[int, int], ...]:
+    """``[[kid, counter], …]`` (u64 each) as a tuple of pairs."""
+    return tuple((check_int(kid, what), check_int(ctr, what))
+                 for kid, ctr in (check_list(p, what, 2) for p in check_list(v, what)))
+
+
+def _replay_floor_args(a: list[Any]) -> tuple[Any, ...]:
+    pidx, floors = check_list(a, "replay_floor arguments", 2)
+    return check_u32(pidx, "replay_floor participant"), floor_pairs(floors, "replay_floor pair")
+
+
+# CONTROL ops and the checks of their arguments (Engine.control in workers/engine.py):
+#   keyset        pidx, name, index, material (bytes | str), kdf (None | "pbkdf2" | "hkdf"),
+#                 generation (ratchet steps from material), make_current (bool)
+#   ratchet       pidx, index
+#   remove        pidx
+#   replay_floor  pidx, [[kid, counter], …]   (parsed as a tuple of pairs)
+CONTROL_ARGS: Final[Mapping[str, Callable[[list[Any]], tuple[Any, ...]]]] = {
+    "keyset": _keyset_args, "ratchet": _ratchet_args, "remove": _remove_args,
+    "replay_floor": _replay_floor_args}
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """``[V, CONTROL, seq, op, *args]``: a key operation (:data:`CONTROL_ARGS`),
+    ordered with the batches. One whose ``seq`` parses but nothing else does raises
+    :class:`ControlRejected`, which carries ``seq`` so the worker can still ACK."""
+
+    KIND: ClassVar[int] = wire.CONTROL
+    seq: int
+    op: str
+    args: tuple[Any, ...]
+
+    def encode(self) -> Parts:
+        return [wire.pack(wire.CONTROL, self.seq, self.op, *self.args)]
+
+    @classmethod
+    def parse(cls, parts: Sequence[Any]) -> Control:
+        return cls._from(header_of(parts, cls.KIND), parts)
+
+    @classmethod
+    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Control:
+        if len(fields) < 2:
+            raise ProtocolError("CONTROL without seq")
+        seq = check_int(fields[1], "CONTROL seq")
+        try:
+            check_parts(parts, 1, 1, "CONTROL")
+            op = fields[2] if len(fields) > 2 else None
+            if type(op) is not str or op not in CONTROL_ARGS:
+                raise ProtocolError("CONTROL: no op, or an unknown one")
+            return cls(seq, op, CONTROL_ARGS[op](fields[3:]))
+        except ProtocolError as e:
+            raise ControlRejected(seq, e.reason) from None
+
+
+# --- heartbeats, stop ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``[V, PING, t]``: heartbeat, answered with a PONG of the same ``t``."""
+
+    KIND: ClassVar[int] = wire.PING
+    t: int | float = 0
+
+    def encode(self) -> Parts:
+        return [wire.pack(wire.PING, self.t)]
+
+    @classmethod
+    def parse(cls, parts: Sequence[Any]) -> Ping:
+        return cls._from(header_of(parts, cls.KIND), parts)
+
+    @classmethod
+    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Ping:
+        (t,) = header_fields(fields, 1, "PING")
+        check_parts(parts, 1, 1, "PING")
+        return cls(check_number(t, "PING t"))
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """``[V, STOP]``: the worker exits after answering what came before."""
+
+    KIND: ClassVar[int] = wire.STOP
+
+    def encode(self) -> Parts:
+        return [wire.pack(wire.STOP)]
+
+    @classmethod
+    def parse(cls, parts: Sequence[Any]) -> Stop:
+        return cls._from(header_of(parts, cls.KIND), parts)
+
+    @classmethod
+    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Stop:
+        header_fields(fields, 0, "STOP")
+        check_parts(parts, 1, 1, "STOP")
+        return cls()
+
+
+ToWorker: TypeAlias = Config | Batch | Packed | Control | Ping | Stop
+_KINDS: Final[Mapping[int, Any]] = {
+    c.KIND: c for c in (Config, Batch, Packed, Control, Ping, Stop)}
+
+
+def parse_to_worker(parts: Sequence[Any]) -> ToWorker:
+    """A broker → worker message, every field checked: :class:`Config`,
+    :class:`Batch`, :class:`Packed`, :class:`Control`, :class:`Ping` or :class:`Stop`.
+    Anything else raises :class:`ProtocolError` (:class:`ControlRejected` when a
+    CONTROL's ``seq`` parsed: answer it with a failed ACK), never another exception."""
+    fields = header_of(parts)
+    cls = _KINDS.get(fields[0])
+    if cls is None:
+        raise ProtocolError("not a broker → worker message")
+    msg: ToWorker = cls._from(fields, parts)
+    return msg
+
+
+__all__ = [
+    "CONTROL_ARGS", "KDFS", "SETTINGS", "Batch", "Config", "Control", "ControlRejected",
+    "Packed", "Ping", "Rings", "SegmentHead", "Stop", "ToWorker", "floor_pairs",
+    "parse_to_worker",
+]
