@@ -94,3 +94,51 @@ class PlacementModel:
                 {"inline_us": round(c.inline, 3), "broker_us": round(c.broker, 3),
                  "worker_us": round(c.worker, 3)}
                 for k, c in sorted(self._costs.items())}
+
+
+_CTR_SUITES = frozenset((1, 2, 3, 6, 7, 8))
+
+
+class Placement:
+    """Where a run of frames goes now (``placement`` = auto | inline | pool), given
+    what the pool knows: the cost model above, the loop-time budget for inline work
+    (``now`` and the seconds inline work took are passed in), whether the run's
+    participant has key operations or its streams have frames at a worker."""
+
+    def __init__(self, policy: str, model: PlacementModel, *, inline_budget: float,
+                 sframe_suite: int | None, counter_iv: bool) -> None:
+        self.policy = policy
+        self.model = model
+        self.inline_budget = inline_budget
+        # SFrame opening moves replay windows (only workers hold those); LiveKit IVs
+        # that are not counters cannot be opened state-free either
+        self.open_inline = sframe_suite is None and counter_iv
+        self.heavy_suite = sframe_suite is not None and sframe_suite in _CTR_SUITES
+        self.window_start = 0.0
+        self.spent = 0.0
+
+    def inline(self, kind: Kind, *, decrypt: bool, keys_pending: bool, stream_busy: bool,
+               workers_busy: bool, now: float) -> bool:
+        if self.policy == "pool" or keys_pending:
+            return False
+        if decrypt and not self.open_inline:
+            return False
+        if stream_busy:
+            return False  # the stream has frames at a worker: keep its order
+        if self.policy == "inline":
+            return True
+        choice = self.model.choose(kind)
+        if choice == "budget":
+            return self.within_budget(now) or workers_busy
+        return choice == "inline"
+
+    def within_budget(self, now: float) -> bool:
+        """Inline work keeps to ``inline_budget`` of each 100 ms of the loop's time."""
+        if now - self.window_start > 0.1:
+            self.window_start = now
+            self.spent = 0.0
+        return self.spent <= 0.1 * self.inline_budget
+
+    def note_inline(self, kind: Kind, seconds: float, frames: int) -> None:
+        self.spent += seconds
+        self.model.note_inline(kind, seconds * 1e6 / max(1, frames))

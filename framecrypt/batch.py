@@ -298,7 +298,7 @@ class InlineBatcher:
         """Install key ``index`` of ``participant`` and make it the one to seal with
         (LiveKit: HKDF of the material unless ``kdf="pbkdf2"``; SFrame: base key)."""
         pidx = self._pidx.setdefault(participant, len(self._pidx))
-        self._engine.control("keyset", [pidx, participant, index, material, kdf, 0, None, True])
+        self._engine.control("keyset", [pidx, participant, index, material, kdf, 0, True])
 
     def _run(self, participant: str, batch: FrameBatch, op: int) -> BatchResult:
         from framecrypt.workers.engine import reply_size

@@ -141,7 +141,7 @@ def run_packed(engine: Engine, frames: list[bytes]) -> list[bytes | int]:
 
 def test_engine_batch_opens_genuine_frames_after_forged_ones() -> None:
     engine = Engine(EngineConfig(ratchet_window=WINDOW, failure_tolerance=TOLERANCE))
-    engine.control("keyset", [0, "a", 0, BASE, "hkdf", 0, None, True])
+    engine.control("keyset", [0, "a", 0, BASE, "hkdf", 0, True])
     cryptor = engine.participants[0].cryptor
     assert cryptor is not None
     rng = random.Random(6)

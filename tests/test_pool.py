@@ -5,6 +5,7 @@ exactly one outcome, close."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from pool_helpers import frames, iv_of, key_for, open_sealed, run, until
@@ -232,23 +233,23 @@ def test_receiver_ratchet_is_reported_back_and_replayed_to_a_new_worker() -> Non
 
 
 def test_realtime_budget_drops_old_deltas_never_keyframes() -> None:
-    import threading
+    import signal
 
     async def main() -> None:
-        async with Pool(workers=1, transport="inline", placement="pool",
+        async with Pool(workers=1, transport="shm", placement="pool",
                         latency_budget_ms=20, worker_frames_in_flight=4,
                         batch__max_frames=4) as pool:
             await pool.set_key("a", key_for("a"))
-            gate = threading.Event()
-            sl = pool._slots[0]
-            assert sl.executor is not None
-            sl.executor.submit(gate.wait, 10)  # the worker thread is busy
-            fs = frames(40, seed=1, ssrc=1, keyframe_every=10)
-            task = asyncio.ensure_future(pool.encrypt_many("a", fs, return_exceptions=True))
-            await asyncio.sleep(0.06)  # the queued frames age past the 20 ms budget
-            pool._schedule_flush()
-            await asyncio.sleep(0)
-            gate.set()
+            (pid,) = pool.worker_pids()
+            os.kill(pid, signal.SIGSTOP)  # the worker holds 4 frames, the rest queue
+            try:
+                fs = frames(40, seed=1, ssrc=1, keyframe_every=10)
+                task = asyncio.ensure_future(pool.encrypt_many("a", fs,
+                                                               return_exceptions=True))
+                # the queued frames age past the 20 ms budget; the pool's timer expires them
+                await until(lambda: pool.stats()["expired"] > 0, 5)
+            finally:
+                os.kill(pid, signal.SIGCONT)
             results = await task
             for f, r in zip(fs, results, strict=True):
                 if f.keyframe:

@@ -230,7 +230,7 @@ def test_garbage_on_the_sockets_changes_a_counter_and_nothing_else() -> None:
             ctx = zmq.Context()
             s = ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
-            s.connect(pool._endpoint)
+            s.connect(pool.service.endpoint)
             garbage = [
                 [b"\xff\xfe"], [b""], [msgpack.packb([99, wire.RESULT, 1, 1])],
                 [msgpack.packb([wire.VERSION, 77])], [msgpack.packb({"a": 1})],
@@ -241,13 +241,18 @@ def test_garbage_on_the_sockets_changes_a_counter_and_nothing_else() -> None:
                 s.send_multipart(g)
             await until(lambda: pool.stats()["protocol_errors"] >= before + len(garbage), 10)
             # garbage to the worker, through the broker's socket, must not kill it
-            sl = pool._slots[0]
+            svc = pool.service
+            sl = svc.ledger.slots[0]
             for g in ([b"\x00"], [wire.pack(wire.BATCH, 1, 3), b"xx"],
                       [wire.pack(wire.CONTROL, 1, "nope")], [wire.pack(wire.CONFIG, "x", None)]):
-                pool._send(sl, g)
+                svc.send(sl, g)
             # an in-flight key operation the worker cannot apply fails typed, nothing hangs
-            with pytest.raises(FramecryptError):
-                await pool._control(0, "no-such-op", [0])
+            failed: asyncio.Future[BaseException | None] = \
+                asyncio.get_running_loop().create_future()
+            svc.ledger.control(0, "no-such-op", (0,),
+                               lambda _c, _r, err: failed.set_result(err))
+            svc.schedule_flush()
+            assert isinstance(await failed, FramecryptError)
             f = Frame(b"still works", "opus")
             sealed = await pool.encrypt("a", f)
             assert open_sealed("a", sealed, f) == f.data
@@ -262,7 +267,7 @@ def test_files_are_private_and_removed_on_close() -> None:
     async def main() -> None:
         pool = Pool(workers=2, transport="shm")
         await pool.start()
-        tag = pool._tag
+        tag = pool.service.tag
         rdir = hygiene.runtime_dir()
         files = tagged_files(tag, "/dev/shm", rdir)
         assert len(files) == 5  # 2 x (req, rep) segments + the broker socket
@@ -281,7 +286,7 @@ BROKER = textwrap.dedent("""
         await pool.start()
         await pool.set_key("a", b"k" * 32)
         await pool.encrypt("a", Frame(b"x" * 100, "vp8"))
-        print(pool._tag, *pool.worker_pids(), flush=True)
+        print(pool.service.tag, *pool.worker_pids(), flush=True)
         await asyncio.sleep(60)
     asyncio.run(main())
 """)

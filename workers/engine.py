@@ -156,14 +156,24 @@ class Engine:
         return resolve(material, kdf, self.config.ratchet_salt)
 
     def control(self, op: str, args: list[Any]) -> list[Any]:
-        """Apply one key operation; returns the ACK payload. Raises FramecryptError."""
+        """Apply one key operation; returns the ACK payload, which never holds key
+        material: ``keyset`` -> [kdf algorithm], ``ratchet`` -> [generation], others
+        -> []. Raises FramecryptError (or TypeError/ValueError on malformed args)."""
         if op == "keyset":
-            pidx, name, index, material, kdf, generation, aes_key, make_current = args
-            return self._keyset(pidx, name, index, material, kdf, generation, aes_key,
-                                make_current)
+            pidx, name, index, material, kdf, generation, make_current = args
+            return self._keyset(pidx, name, index, material, kdf, generation, make_current)
         if op == "ratchet":
             pidx, index = args
-            return self._ratchet(pidx, index)
+            return [self._ratchet(pidx, index)]
+        if op == "ratchet_to":  # follow a receiver ratchet a worker made (inline engine)
+            pidx, index, generation = args
+            g = self._generation(pidx, index)
+            while g is not None and g < generation:
+                g = self._ratchet(pidx, index)
+            p = self.participants.get(pidx)
+            if g == generation and p is not None and p.cryptor is not None:
+                p.cryptor.ring.current_index = p.cryptor.ring.slot(index)
+            return []
         if op == "remove":
             (pidx,) = args
             self.participants.pop(pidx, None)
@@ -178,26 +188,42 @@ class Engine:
             return []
         raise ValueError(f"unknown control op {op!r}")
 
+    def _generation(self, pidx: int, index: int) -> int | None:
+        p = self.participants.get(pidx)
+        if p is None:
+            return None
+        if self.sframe:
+            return p.materials[index][1] if index in p.materials else None
+        assert p.cryptor is not None
+        ks = p.cryptor.ring.get(index)
+        return None if ks is None else ks.generation
+
     def _keyset(self, pidx: int, name: str, index: int, material: bytes | str, kdf: str | None,
-                generation: int, aes_key: bytes | None, make_current: bool) -> list[Any]:
+                generation: int, make_current: bool) -> list[Any]:
+        """Set ``material`` ratcheted ``generation`` steps at ``index``."""
+        if not isinstance(generation, int) or not 0 <= generation <= 1 << 16:
+            raise ValueError("bad generation")
         p = self._participant(pidx, name)
         if self.sframe:
             base = material.encode() if isinstance(material, str) else bytes(material)
-            key = SFrameKey.derive(self.config.suite, base, index)
-            p.send_keys[index] = key
+            for _ in range(generation):
+                base = next_base_key(self.config.suite, base)
+            p.send_keys[index] = SFrameKey.derive(self.config.suite, base, index)
             p.materials[index] = (base, generation)
             if make_current:
                 p.send_kid = index
             assert p.receiver is not None
             p.receiver.add_key(index, base)
-            return [b"", "hkdf"]
+            return ["hkdf"]
         raw, k = self._kdf(kdf, material)
-        ks = KeySet(raw, k, aes_key, generation) if aes_key else KeySet.derive(raw, k, generation)
+        ks = KeySet.derive(raw, k)
+        for _ in range(generation):
+            ks = ks.ratcheted()
         assert p.cryptor is not None
         p.cryptor.set_keyset(ks, index, make_current=make_current)
-        return [ks.aes_key, k.algorithm]
+        return [k.algorithm]
 
-    def _ratchet(self, pidx: int, index: int) -> list[Any]:
+    def _ratchet(self, pidx: int, index: int) -> int:
         p = self.participants.get(pidx)
         if p is None:
             raise UnknownKey(index)
@@ -205,15 +231,16 @@ class Engine:
             if index not in p.materials:
                 raise UnknownKey(index)
             base, gen = p.materials[index]
-            nxt = next_base_key(self.config.suite, base)
-            self._keyset(pidx, p.name, index, nxt, None, gen + 1, None, p.send_kid == index)
-            return [nxt, gen + 1, b""]
+            current = p.send_kid == index
+            self._keyset(pidx, p.name, index, base, None, 1, current)
+            p.materials[index] = (p.materials[index][0], gen + 1)
+            return gen + 1
         assert p.cryptor is not None
-        material = p.cryptor.ratchet(index)
+        p.cryptor.ratchet(index)
         p.cryptor.events()  # the broker learns of it from this ACK
         ks = p.cryptor.ring.get(index)
         assert ks is not None
-        return [material, ks.generation, ks.aes_key]
+        return ks.generation
 
     # --- frames -----------------------------------------------------------------------
 
@@ -279,10 +306,7 @@ class Engine:
         finally:
             for ev in cryptor.events():
                 if isinstance(ev, KeyRatcheted) and ev.on_decrypt:
-                    ks = cryptor.ring.get(ev.key_index)
-                    assert ks is not None
-                    self.events.append(["ratcheted", pidx, ev.key_index, ks.material,
-                                        ks.generation, ks.aes_key])
+                    self.events.append(["ratcheted", pidx, ev.key_index, ev.generation])
                 else:
                     self.events.append([type(ev).__name__, pidx,
                                         getattr(ev, "key_index", -1)])
@@ -333,6 +357,7 @@ class Engine:
         except FramecryptError:
             return None
 
+    # TODO(issue 13): deleted once workers/service.py drops BATCH (one pipeline)
     def run(self, fields: Iterable[Descriptor], count: int, inp: memoryview,
             out: memoryview | None, tick: Callable[[], None] | None = None
             ) -> tuple[bytearray, list[bytes]]:

@@ -1,0 +1,181 @@
+"""PACKED messages out of queued spans, and their results back into outcomes
+(sans-I/O: buffers in, message parts and outcomes out; no sockets, no clocks).
+
+A message carries several columnar segments (one run's frames ``[a, b)`` each): one
+copy of each segment's payloads into the worker's request ring, back to back; the
+per-frame columns (lengths, ssrcs, timestamps as little-endian u32; codecs, flags as
+bytes) in one blob; outputs land in a reply-ring region reserved per message.
+Without rings (``ipc``/``tcp``) payloads and outputs travel in the messages.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from itertools import accumulate
+
+from framecrypt.batch import OutputPiece, status_error
+from framecrypt.broker.keydir import KeyDirectory
+from framecrypt.broker.ledger import Ledger, Selection, SlotBook
+from framecrypt.broker.runs import ENCRYPT, InFlight, Run
+from framecrypt.errors import ProtocolError
+from framecrypt.transports import wire
+from framecrypt.workers.engine import reply_size
+
+__all__ = ["deliver", "encode", "ring_limit", "take_piece"]
+
+_LITTLE = sys.byteorder == "little"
+
+
+def _le(col: array[int]) -> bytes:
+    """A u32 column as little-endian bytes (the wire's byte order)."""
+    if _LITTLE:
+        return col.tobytes()
+    c = array("I", col)
+    c.byteswap()
+    return c.tobytes()
+
+
+
+
+def _bytes_out(res: bytes) -> int:
+    """Output bytes of result records ``(status, offset, length)``, little-endian u32s."""
+    records = array("I")
+    records.frombytes(res)
+    if not _LITTLE:
+        records.byteswap()
+    return sum(records[2::3])
+
+
+def take_piece(ledger: Ledger, run: Run, a: int, b: int, res: bytes, buf: bytes | bytearray,
+               base: int, spill: bytes) -> list[int]:
+    """Outcomes of frames ``[a, b)`` of a run from their result records: outputs
+    stay in ``buf``/``spill``, errors are typed and counted. Returns the frames
+    marked for a retry (:data:`wire.ST_RETRY`), which have no outcome yet."""
+    g = run.group
+    statuses = res[0 :: wire.RES.size]
+    count = b - a
+    nok = statuses.count(wire.ST_OK) + statuses.count(wire.ST_INLINE)
+    retry: list[int] = []
+    if nok != count:
+        unpack = wire.RES.unpack_from
+        for k, st in enumerate(statuses):
+            if st == wire.ST_OK or st == wire.ST_INLINE:
+                continue
+            if st == wire.ST_RETRY:
+                retry.append(a + k)
+                continue
+            err = status_error(st, unpack(res, k * wire.RES.size)[1])
+            g.results[run.positions[a + k]] = err
+            g.errors += 1
+            ledger.count_error(err)
+    lo = run.positions[a]
+    if isinstance(run.positions, range):
+        g.pieces.append(OutputPiece(lo, lo + count, res, buf, base, spill))
+    else:  # a retry run's frames are scattered in the group: outputs in place
+        unpack = wire.RES.unpack_from
+        for k in range(count):
+            st, off, n = unpack(res, k * wire.RES.size)
+            if st == wire.ST_OK:
+                g.results[run.positions[a + k]] = bytes(buf[off - base : off - base + n])
+            elif st == wire.ST_INLINE:
+                g.results[run.positions[a + k]] = bytes(spill[off : off + n])
+    ledger.counters["frames_ok"] += nok
+    ledger.counters["bytes_out"] += _bytes_out(res)
+    done = count - len(retry)
+    run.remaining -= done
+    if run.remaining == 0 and run.queued:
+        ledger.run_done(run)
+    g.done(done)
+    return retry
+
+
+def ring_limit(sl: SlotBook, max_bytes: int) -> int:
+    """Payload bytes one message may carry: a quarter of the request ring with shm
+    (only descriptors travel over ZeroMQ), ``batch.max_bytes`` without."""
+    return sl.req_ring.capacity // 4 if sl.req_ring is not None else max_bytes
+
+
+def encode(sl: SlotBook, sel: Selection, batch_id: int, epoch: int,
+           view: memoryview | None) -> tuple[InFlight, list[bytes]] | None:
+    """The PACKED message of ``sel`` and its in-flight record, with the payloads
+    copied into ``view`` (the request ring) when the slot has rings; None when a ring
+    has no room now (nothing is changed)."""
+    out_total = 0
+    for run, a, b in sel.segments:
+        out_total += reply_size(run.op, b - a, run.nbytes_of(a, b))
+    req_span = rep_span = None
+    roff = ooff = 0
+    if sl.req_ring is not None and sl.rep_ring is not None and view is not None:
+        rn, on = max(sel.nbytes, 1), max(out_total, 1)
+        got = sl.req_ring.alloc(rn)
+        if got is None:
+            return None
+        got2 = sl.rep_ring.alloc(on)
+        if got2 is None:
+            sl.req_ring.cancel(got, rn)
+            return None
+        roff, ooff = got, got2
+        req_span, rep_span = (roff, rn), (ooff, on)
+    heads: list[list[int]] = []
+    out_starts: list[int] = []
+    cols: list[list[bytes | bytearray]] = [[], [], [], [], []]
+    blobs: list[memoryview] = []
+    pos, opos = roff, ooff
+    for run, a, b in sel.segments:
+        bat = run.batch
+        lo, hi = run.lo + a, run.lo + b
+        d0, d1 = run.offsets[lo], run.offsets[hi]
+        data = memoryview(bat.data)[d0:d1]
+        if req_span is not None:
+            assert view is not None
+            view[pos : pos + d1 - d0] = data
+        else:
+            blobs.append(data)
+        heads.append([run.op, run.pidx, run.counter0 + a if run.op == ENCRYPT else 0,
+                      b - a, pos, opos])
+        out_starts.append(opos - ooff)
+        pos += d1 - d0
+        opos += reply_size(run.op, b - a, d1 - d0)
+        cols[0].append(_le(bat.lengths[lo:hi]))
+        cols[1].append(_le(bat.ssrcs[lo:hi]))
+        cols[2].append(_le(bat.timestamps[lo:hi]))
+        cols[3].append(bat.codecs[lo:hi])
+        cols[4].append(bat.flags[lo:hi])
+    msg = InFlight(batch_id, sel.segments, sel.count, sel.nbytes, req_span, rep_span,
+                   out_starts, 0.0)
+    parts = [wire.pack(wire.PACKED, batch_id, sel.count, epoch, heads),
+             b"".join([c for col in cols for c in col])]
+    if req_span is None:
+        parts.append(b"".join(blobs))
+    return msg, parts
+
+
+def deliver(ledger: Ledger, keys: KeyDirectory, msg: InFlight, res: bytes,
+            used: list[int], floors: list[list[tuple[int, int]]],
+            rep: memoryview | None, spill: bytes, outputs: bytes | None, now: float) -> None:
+    """Every frame of ``msg`` gets its outcome from a worker's RESULT: ``res`` (12-byte
+    records), ``used`` reply bytes per segment, SFrame ``floors`` per segment, the
+    reply ring ``rep`` (or ``outputs``, the segments' outputs back to back, without
+    rings) and the ``spill`` blob (outputs that did not fit their region)."""
+    if len(res) != wire.RES.size * msg.count or len(used) != len(msg.segments):
+        raise ProtocolError("RESULT does not match its batch")
+    if msg.rep_span is not None and rep is not None:
+        starts = msg.out_starts
+        base, size = msg.rep_span
+        end = min(size, starts[-1] + used[-1])
+        buf = bytes(rep[base : base + end])  # one copy out of the ring
+    else:
+        starts = [0, *accumulate(used[:-1])]
+        buf = outputs or b""
+    k = 0
+    for s, (run, a, b) in enumerate(msg.segments):
+        k1 = k + (b - a) * wire.RES.size
+        retry = take_piece(ledger, run, a, b, res[k:k1], buf, -starts[s], spill)
+        k = k1
+        for i in retry:  # workers answer every frame; a retry mark is a protocol error
+            ledger.counters["protocol_errors"] += 1
+            ledger.finish(run, i, ProtocolError("unexpected retry"), now, release=False)
+        if s < len(floors) and floors[s]:
+            keys.raise_floors(run.pidx, floors[s])
+
