@@ -14,11 +14,11 @@ import os
 from typing import Any
 
 from framecrypt.broker.ledger import STARTING, SlotBook
-from framecrypt.broker.replies import Ready, parse_reply
 from framecrypt.broker.runs import Control, Span
 from framecrypt.broker.service import BrokerService
 from framecrypt.conf import ConfigError
 from framecrypt.errors import ProtocolError
+from framecrypt.transports.to_broker import Ready, parse_to_broker
 
 __all__ = ["RemoteMembers"]
 
@@ -81,7 +81,7 @@ class RemoteMembers:
         member of the rendezvous set from now on."""
         svc, led = self.service, self.service.ledger
         try:
-            msg = parse_reply(parts)
+            msg = parse_to_broker(parts)
             if not isinstance(msg, Ready) or svc.closing:
                 raise ProtocolError("a new remote worker must start with READY")
         except ProtocolError:

@@ -24,12 +24,21 @@ from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
 from framecrypt.broker.ledger import DEAD, READY, STARTING, STOPPED, Dead, Ledger, SlotBook
 from framecrypt.broker.placement import Placement
-from framecrypt.broker.replies import Ack, Event, Ready, Result, parse_reply
 from framecrypt.broker.runs import Control
 from framecrypt.broker.supervisor import Supervisor, Worker
 from framecrypt.conf import Settings
 from framecrypt.errors import FramecryptError, PoolClosed, ProtocolError, UnknownKey
 from framecrypt.transports import hygiene, wire
+from framecrypt.transports.to_broker import (
+    Ack,
+    ControlFailed,
+    Event,
+    KeysetDone,
+    RatchetDone,
+    Ready,
+    Result,
+    parse_to_broker,
+)
 from framecrypt.workers.engine import EngineConfig
 
 Parts = Sequence[bytes | memoryview]
@@ -319,9 +328,9 @@ class BrokerService:
         now = self.now()
         led.heard(sl, now)
         try:
-            msg = parse_reply(parts)
+            msg = parse_to_broker(parts)
             if isinstance(msg, Result):
-                self._on_result(sl, msg, parts, now)
+                self._on_result(sl, msg, now)
             elif isinstance(msg, Ack):
                 self._on_ack(sl, msg, now)
             elif isinstance(msg, Event):
@@ -359,16 +368,19 @@ class BrokerService:
                 self.send(sl, [wire.pack(wire.CONTROL, ctl.seq, ctl.op, *ctl.args)])
                 sl.inflight.append(ctl)
 
-    def _on_result(self, sl: SlotBook, msg: Result, parts: Parts, now: float) -> None:
+    def _on_result(self, sl: SlotBook, msg: Result, now: float) -> None:
         led = self.ledger
+        if msg.used is None or msg.floors is None or msg.cpu_us is None:
+            raise ProtocolError("RESULT of a per-frame batch: the broker sends none")
         t0 = time.perf_counter()
         batch, dropped = led.answer_batch(sl, msg.batch_id, msg.count, len(msg.used), now)
         for d in dropped:
             led.free_rings(sl, d)
         try:
-            batcher.deliver(led, self.keys, batch, msg.res, list(msg.used),
-                            [list(f) for f in msg.floors], self._rep_view(sl), msg.spill,
-                            msg.outputs, now)
+            batcher.deliver(led, self.keys, batch, bytes(msg.results), list(msg.used),
+                            [list(f) for f in msg.floors], self._rep_view(sl),
+                            bytes(msg.overflow or b""),
+                            None if msg.outputs is None else bytes(msg.outputs), now)
         finally:
             led.batch_done(sl, batch, now)
         broker_us = (batch.spent + time.perf_counter() - t0) * 1e6 / batch.count
@@ -384,35 +396,30 @@ class BrokerService:
             self.ledger.free_rings(sl, d)
         if ctl.on_done is None:  # a directory replay: nobody waits
             return
-        if not msg.ok:
-            name = str(msg.result[0]) if msg.result else "error"
-            err: BaseException = FramecryptError(str(msg.result[1]) if len(msg.result) > 1
-                                                 else name)
-            if name == "UnknownKey":
+        try:
+            outcome = msg.outcome(ctl.op)
+        except ProtocolError as e:  # the wrong shape for its op: fail it, never hang
+            self.ledger.counters["protocol_errors"] += 1
+            self.ledger.control_done(ctl, None, e)
+            return
+        if isinstance(outcome, ControlFailed):
+            err: BaseException = FramecryptError(outcome.detail or outcome.error)
+            if outcome.error == "UnknownKey":
                 err = UnknownKey(int(ctl.args[1]) if ctl.op == "ratchet" else 0)
             self.ledger.control_done(ctl, None, err)
             return
-        try:
-            self._learn(ctl, list(msg.result))
-        except ProtocolError as e:
-            self.ledger.counters["protocol_errors"] += 1
-            self.ledger.control_done(ctl, None, e)
-
-    def _learn(self, ctl: Control, result: list[Any]) -> None:
-        """The directory and the inline engine learn what a worker acknowledged."""
         keys, pidx, a = self.keys, ctl.pidx, ctl.args
         local: tuple[str, tuple[Any, ...]] | None = None
-        if ctl.op == "keyset":
-            if len(result) != 1 or not isinstance(result[0], str):
-                raise ProtocolError("keyset ACK of the wrong shape")
+        result: list[Any] = []
+        if isinstance(outcome, KeysetDone):
             _, name, index, material, _, _, make_current = a
-            keys.set_key(pidx, name, index, material, result[0], make_current)
-            local = ("keyset", (pidx, name, index, material, result[0], 0, make_current))
-        elif ctl.op == "ratchet":
-            if len(result) != 1 or type(result[0]) is not int or result[0] < 0:
-                raise ProtocolError("ratchet ACK of the wrong shape")
-            keys.ratcheted(pidx, a[1], result[0], make_current=False)
-            local = ("ratchet_to", (pidx, a[1], result[0]))
+            keys.set_key(pidx, name, index, material, outcome.algorithm, make_current)
+            local = ("keyset", (pidx, name, index, material, outcome.algorithm, 0,
+                                make_current))
+        elif isinstance(outcome, RatchetDone):
+            keys.ratcheted(pidx, a[1], outcome.generation, make_current=False)
+            local = ("ratchet_to", (pidx, a[1], outcome.generation))
+            result = [outcome.generation]
         elif ctl.op == "remove":
             keys.remove(pidx)
             self.inline.apply("remove", (pidx,))
