@@ -35,6 +35,7 @@ from framecrypt.broker.service import BrokerService
 from framecrypt.conf import Settings, load_settings
 from framecrypt.errors import (
     FramecryptError,
+    InvalidArgument,
     InvalidKeyMaterial,
     InvalidParameter,
     Overloaded,
@@ -58,7 +59,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 def _participant(p: object) -> str:
     if not isinstance(p, str):
-        raise InvalidParameter("participant must be a str")
+        raise InvalidArgument("participant must be a str")
     return p
 
 
@@ -196,13 +197,17 @@ class Pool:
         name = _participant(participant)
         if not isinstance(material, bytes | str) or not material:
             raise InvalidKeyMaterial("key material must be non-empty str or bytes")
-        if type(index) is not int or not 0 <= index < (
-                256 if self.format == "sframe" else self.settings.livekit.keyring_size):
-            raise InvalidParameter("key index must be an int in the key ring")
+        if type(index) is not int:
+            raise InvalidArgument("key index must be an int")
+        if not 0 <= index < (256 if self.format == "sframe" else
+                             self.settings.livekit.keyring_size):
+            raise InvalidParameter("key index out of the key ring")
+        if kdf is not None and not isinstance(kdf, str):
+            raise InvalidArgument("kdf must be None or a str")
         if kdf not in _KDFS:
             raise InvalidParameter("kdf must be None, 'pbkdf2' or 'hkdf'")
         if not isinstance(make_current, bool):
-            raise InvalidParameter("make_current must be a bool")
+            raise InvalidArgument("make_current must be a bool")
         pidx = self._ledger.participant(name)
         await self._control(pidx, "keyset", (pidx, name, index, bytes(material)
                                              if isinstance(material, bytes) else material,
@@ -217,8 +222,10 @@ class Pool:
             index = self._keys.current(pidx)
             if index is None:
                 raise UnknownKey(0)
-        elif type(index) is not int or not 0 <= index < 256:
-            raise InvalidParameter("key index must be an int in 0..255")
+        elif type(index) is not int:
+            raise InvalidArgument("key index must be an int")
+        elif not 0 <= index < 256:
+            raise InvalidParameter("key index must be in 0..255")
         result = await self._control(pidx, "ratchet", (pidx, index))
         return int(result[0])
 
@@ -351,7 +358,7 @@ class Pool:
         self._check_open()
         name = _participant(participant)
         if not isinstance(batch, FrameBatch):
-            raise InvalidParameter("batch must be a FrameBatch")
+            raise InvalidArgument("batch must be a FrameBatch")
         batch.check(self.settings.limits.max_frame_bytes)
         n = len(batch)
         if n == 0:

@@ -28,6 +28,7 @@ from framecrypt.errors import (
     CounterExhausted,
     DroppedFrame,
     FramecryptError,
+    InvalidArgument,
     KeyInvalidated,
     MalformedFrame,
     ReplayedFrame,
@@ -43,6 +44,8 @@ _KEYFRAME = wire.FLAG_KEYFRAME  # bit 0: FrameBatch.of maps keyframe flags with 
 
 
 def _codec_id(codec: str) -> int:
+    if not isinstance(codec, str):
+        raise InvalidArgument("codec must be a str")
     cid = wire.CODEC_ID.get(codec)
     if cid is None:
         raise UnsupportedCodec(codec)
@@ -51,12 +54,15 @@ def _codec_id(codec: str) -> int:
 
 def _column(value: int | Iterable[int], n: int) -> array[int]:
     """A u32 column: one shared value, or one per frame (taken mod 2**32)."""
-    if isinstance(value, int):
+    if type(value) is int:
         return array("I", [value & 0xFFFFFFFF]) * n
     try:
-        col = array("I", value)  # C speed when every value is in range
+        col = array("I", value)  # type: ignore[arg-type]  # C speed when all fit
     except (OverflowError, TypeError):
-        col = array("I", (int(v) & 0xFFFFFFFF for v in value))
+        try:
+            col = array("I", (v & 0xFFFFFFFF for v in value))  # type: ignore[union-attr]
+        except TypeError:
+            raise InvalidArgument("ssrcs and timestamps must be ints") from None
     if len(col) != n:
         raise ValueError(f"expected {n} values, got {len(col)}")
     return col
@@ -86,15 +92,18 @@ class FrameBatch:
         Python-level loop where a field is shared."""
         n = len(payloads)
         b = cls()
-        b.data = bytearray().join(payloads)
+        try:
+            b.data = bytearray().join(payloads)
+        except TypeError:
+            raise InvalidArgument("payloads must be bytes-like") from None
         b.lengths = array("I", map(len, payloads))
         if isinstance(codec, str):
             b.codecs = bytearray([_codec_id(codec)]) * n
         else:
             try:
                 b.codecs = bytearray(map(wire.CODEC_ID.__getitem__, codec))
-            except KeyError as e:
-                raise UnsupportedCodec(str(e.args[0])) from None
+            except (KeyError, TypeError) as e:
+                raise UnsupportedCodec(str(e.args[0])[:32]) from None
         if isinstance(keyframes, bool):
             b.flags = bytearray([_KEYFRAME if keyframes else 0]) * n
         else:
@@ -107,13 +116,25 @@ class FrameBatch:
 
     @classmethod
     def from_frames(cls, frames: Iterable[Frame]) -> FrameBatch:
+        """A batch of :class:`~framecrypt.Frame` objects, each checked: a wrong type
+        is :class:`~framecrypt.errors.InvalidArgument`, an unknown codec
+        :class:`~framecrypt.errors.UnsupportedCodec`, at once."""
         b = cls()
         for f in frames:
-            b.append(f.data, f.codec, keyframe=f.keyframe, ssrc=f.ssrc, timestamp=f.timestamp)
+            if not isinstance(f, Frame):
+                raise InvalidArgument("expected a Frame")
+            if not isinstance(f.keyframe, bool | int):
+                raise InvalidArgument("frame keyframe must be a bool")
+            b.append(f.data, f.codec, keyframe=bool(f.keyframe), ssrc=f.ssrc,
+                     timestamp=f.timestamp)
         return b
 
     def append(self, data: bytes, codec: str = "vp8", *, keyframe: bool = False,
                ssrc: int = 0, timestamp: int = 0) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidArgument("frame data must be bytes-like")
+        if type(ssrc) is not int or type(timestamp) is not int:
+            raise InvalidArgument("ssrc and timestamp must be ints")
         self.codecs.append(_codec_id(codec))
         self.data += data
         self.lengths.append(len(data))

@@ -110,6 +110,12 @@ class InvalidParameter(FramecryptError, ValueError):
     """
 
 
+class InvalidArgument(InvalidParameter, TypeError):
+    """An argument of the wrong type: a participant that is not a ``str``, a frame
+    whose data is not bytes-like or whose ssrc/timestamp is not an int, a key index
+    that is not an int. Raised at the API boundary, before anything is admitted."""
+
+
 # --- the worker pool -----------------------------------------------------------------
 
 
@@ -163,6 +169,7 @@ __all__ = [
     "DroppedFrame",
     "FrameExpired",
     "FramecryptError",
+    "InvalidArgument",
     "InvalidKeyMaterial",
     "InvalidParameter",
     "KeyInvalidated",
