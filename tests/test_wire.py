@@ -113,10 +113,10 @@ def test_encode_is_what_wire_pack_made_and_parse_gives_it_back(parse: Any, msg: 
 
 
 def test_each_direction_refuses_the_others_kinds() -> None:
-    for msg, old in TO_WORKER:
+    for _, old in TO_WORKER:
         with pytest.raises(ProtocolError):
             parse_to_broker(old)
-    for msg, old in TO_BROKER:
+    for _, old in TO_BROKER:
         with pytest.raises(ProtocolError):
             parse_to_worker(old)
     with pytest.raises(ProtocolError):
@@ -140,8 +140,8 @@ def test_ack_outcome_is_checked_against_the_op_it_answers() -> None:
     assert Ack(1, False, ("E", "d")).outcome("keyset") == ControlFailed("E", "d")
     for op, result in [("keyset", ("md5",)), ("keyset", (1,)), ("keyset", ()),
                        ("keyset", ("hkdf", "hkdf")), ("ratchet", ("2",)), ("ratchet", ()),
-                       ("ratchet", (True,)), ("remove", (1,)), ("replay_floor", ("x",)),
-                       ("nope", ())]:
+                       ("ratchet", (True,)), ("ratchet", (2**16 + 1,)), ("remove", (1,)),
+                       ("replay_floor", ("x",)), ("nope", ())]:
         with pytest.raises(ProtocolError):
             Ack(1, True, result).outcome(op)
 
@@ -294,6 +294,7 @@ BAD_TO_BROKER: list[tuple[str, list[Any]]] = [
     ("EVENT ratcheted arity", [P(wire.EVENT, ["ratcheted", 7, 3])]),
     ("EVENT ratcheted with keys", [P(wire.EVENT, ["ratcheted", 7, 3, b"m", 2, b"a" * 16])]),
     ("EVENT ratcheted generation", [P(wire.EVENT, ["ratcheted", 7, 3, -1])]),
+    ("EVENT ratcheted past 2**16", [P(wire.EVENT, ["ratcheted", 7, 3, 2**16 + 1])]),
     ("PONG arity", [P(wire.PONG)]),
     ("PONG t list", [P(wire.PONG, [])]),
 ]

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Final, TypeAlias
 
 from framecrypt.errors import ProtocolError
 from framecrypt.transports import wire
-from framecrypt.transports.to_worker import KDFS, floor_pairs
+from framecrypt.transports.to_worker import KDFS, MAX_GENERATION, floor_pairs
 from framecrypt.transports.wire import (
     U32_MAX,
     U64_MAX,
@@ -134,10 +134,9 @@ class Result:
             return cls(batch_id, count, res, overflow)
         used, floors, cpu_us = extra
         check_list(used, "RESULT used")
-        if not 1 <= len(used) <= count:
-            raise ProtocolError("RESULT used: not one per segment")
-        for u in used:
-            check_int(u, "RESULT used")
+        if not 1 <= len(used) <= count or \
+                not all(type(u) is int and 0 <= u <= U64_MAX for u in used):
+            raise ProtocolError("RESULT used: not one u64 per segment")
         if len(check_list(floors, "RESULT floors")) != len(used):
             raise ProtocolError("RESULT floors: not one list per segment")
         cpu = check_number(cpu_us, "RESULT cpu_us")
@@ -145,7 +144,8 @@ class Result:
             raise ProtocolError("RESULT cpu_us: negative")
         outputs = as_blob(parts[3], "RESULT outputs") if len(parts) > 3 else None
         return cls(batch_id, count, res, overflow, outputs, tuple(used),
-                   tuple(floor_pairs(f, "RESULT floor") for f in floors), float(cpu))
+                   tuple(() if f == [] else floor_pairs(f, "RESULT floor") for f in floors),
+                   float(cpu))
 
 
 # --- ACK ---------------------------------------------------------------------------------
@@ -170,7 +170,8 @@ class KeysetDone:
 
 @dataclass(frozen=True, slots=True)
 class RatchetDone:
-    """``ratchet`` applied: the key's generation now."""
+    """``ratchet`` applied: the key's generation now (at most
+    :data:`~.to_worker.MAX_GENERATION`, which a later keyset can hand on)."""
 
     generation: int
 
@@ -210,7 +211,7 @@ class Ack:
                 raise ProtocolError("ACK keyset algorithm: unknown")
             return KeysetDone(r[0])
         if op == "ratchet" and len(r) == 1:
-            return RatchetDone(check_int(r[0], "ACK ratchet generation"))
+            return RatchetDone(check_int(r[0], "ACK ratchet generation", 0, MAX_GENERATION))
         if op in ("remove", "replay_floor") and not r:
             return ControlDone()
         raise ProtocolError("ACK: not the result of its op")
@@ -280,7 +281,7 @@ class Event:
             _, pidx, index, generation = check_list(ev, "EVENT ratcheted", 4)
             return cls(kind, check_u32(pidx, "EVENT participant"),
                        (check_int(index, "EVENT key index"),
-                        check_int(generation, "EVENT generation")))
+                        check_int(generation, "EVENT generation", 0, MAX_GENERATION)))
         _, pidx, index = check_list(ev, "EVENT", 3)
         return cls(kind, check_u32(pidx, "EVENT participant"),
                    (check_int(index, "EVENT key index", -1, U64_MAX),))

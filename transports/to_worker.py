@@ -22,7 +22,7 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, ClassVar, Final, NamedTuple, TypeAlias
 
 from framecrypt.errors import ProtocolError
 from framecrypt.transports import wire
@@ -46,6 +46,10 @@ from framecrypt.transports.wire import (
 _CODEC_IDS: Final = bytes(range(len(wire.CODECS)))  # for bytes.translate
 _OPS: Final = bytes((wire.OP_ENCRYPT, wire.OP_DECRYPT))
 KDFS: Final = ("pbkdf2", "hkdf")
+# the most ratchet steps a key may be at (Engine.control "keyset" refuses more): a worker
+# re-derives that many steps when it is handed the key, so a later generation could not
+# be handed to another worker anyway
+MAX_GENERATION: Final = 1 << 16
 
 
 class ControlRejected(ProtocolError):
@@ -175,11 +179,12 @@ class Batch:
         return cls(batch_id, count, desc, payload)
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentHead:
+class SegmentHead(NamedTuple):
     """One segment of a PACKED batch: ``n`` frames of one participant and one op,
     payloads back to back from ``in_base``, outputs from ``out_base``, sealed with
-    counters ``counter0, counter0 + 1, …``."""
+    counters ``counter0, counter0 + 1, …``. (Immutable; a named tuple, not a frozen
+    dataclass, because a batch has one per segment: it costs a third to make and
+    msgpack packs it as the array it is on the wire.)"""
 
     op: int
     participant: int
@@ -191,12 +196,15 @@ class SegmentHead:
     @classmethod
     def _from(cls, v: object) -> SegmentHead:
         op, pidx, counter0, n, in_base, out_base = check_list(v, "PACKED segment", 6)
-        if type(op) is not int or op not in (wire.OP_ENCRYPT, wire.OP_DECRYPT):
-            raise ProtocolError("PACKED segment: unknown op")
-        check_int(n, "PACKED segment n", 1, U32_MAX)
-        return cls(op, check_u32(pidx, "PACKED participant"),
-                   check_int(counter0, "PACKED counter0", 0, U64_MAX - n + 1), n,
-                   check_int(in_base, "PACKED in_base"), check_int(out_base, "PACKED out_base"))
+        if type(op) is not int or type(pidx) is not int or type(counter0) is not int or \
+                type(n) is not int or type(in_base) is not int or type(out_base) is not int or \
+                (op != wire.OP_ENCRYPT and op != wire.OP_DECRYPT) or \
+                not 0 <= pidx <= U32_MAX or not 1 <= n <= U32_MAX or \
+                not 0 <= counter0 <= U64_MAX - n + 1 or not 0 <= in_base <= U64_MAX or \
+                not 0 <= out_base <= U64_MAX:
+            raise ProtocolError("PACKED segment: not [op, participant (u32), counter0 (u64, "
+                                "no wrap), n (1..u32), in_base (u64), out_base (u64)]")
+        return cls(op, pidx, counter0, n, in_base, out_base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +222,8 @@ class Packed:
     payload: Blob | None = None
 
     def encode(self) -> Parts:
-        heads = [[s.op, s.participant, s.counter0, s.n, s.in_base, s.out_base]
-                 for s in self.segments]
-        out: Parts = [wire.pack(wire.PACKED, self.batch_id, self.count, self.epoch, heads),
-                      self.columns]
+        out: Parts = [wire.pack(wire.PACKED, self.batch_id, self.count, self.epoch,
+                                self.segments), self.columns]
         if self.payload is not None:
             out.append(self.payload)
         return out
@@ -290,7 +296,7 @@ def _keyset_args(a: list[Any]) -> tuple[Any, ...]:
         raise ProtocolError("keyset material: not bytes or str")
     if kdf is not None and check_str(kdf, "keyset kdf") not in KDFS:
         raise ProtocolError("keyset kdf: unknown")
-    check_int(generation, "keyset generation", hi=1 << 16)
+    check_int(generation, "keyset generation", hi=MAX_GENERATION)
     if type(make_current) is not bool:
         raise ProtocolError("keyset make_current: not a bool")
     return tuple(a)
@@ -424,7 +430,7 @@ def parse_to_worker(parts: Sequence[Any]) -> ToWorker:
 
 
 __all__ = [
-    "CONTROL_ARGS", "KDFS", "SETTINGS", "Batch", "Config", "Control", "ControlRejected",
-    "Packed", "Ping", "Rings", "SegmentHead", "Stop", "ToWorker", "floor_pairs",
-    "parse_to_worker",
+    "CONTROL_ARGS", "KDFS", "MAX_GENERATION", "SETTINGS", "Batch", "Config", "Control",
+    "ControlRejected", "Packed", "Ping", "Rings", "SegmentHead", "Stop", "ToWorker",
+    "floor_pairs", "parse_to_worker",
 ]

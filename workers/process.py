@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import zmq
 
-from framecrypt.transports import wire
+from framecrypt.transports.to_broker import Pong, Ready
+from framecrypt.transports.wire import Parts
 from framecrypt.workers.service import WorkerService
 
 
@@ -71,18 +72,19 @@ def run(endpoint: str, slot: int, identity: bytes, interval: float, liveness: in
         sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
     sock.connect(endpoint)
     last_sent = time.monotonic()
+    pong = Pong(0).encode()
 
-    def send(parts: list[bytes]) -> None:
+    def send(parts: Parts) -> None:
         nonlocal last_sent
         sock.send_multipart(parts, copy=len(parts[-1]) < 65536)
         last_sent = time.monotonic()
 
     def heartbeat() -> None:
         if time.monotonic() - last_sent >= interval:
-            send([wire.pack(wire.PONG, 0)])
+            send(pong)
 
     service = WorkerService(slot, heartbeat)
-    send([wire.pack(wire.READY, os.getpid(), slot)])
+    send(Ready(os.getpid(), slot).encode())
     last_heard = time.monotonic()
     timeout_ms = max(1, int(interval * 1000))
     try:
@@ -94,6 +96,7 @@ def run(endpoint: str, slot: int, identity: bytes, interval: float, liveness: in
                     except zmq.Again:
                         break
                     last_heard = time.monotonic()
+                    # handle never raises: garbage is counted and answered with nothing
                     for reply in service.handle([p.buffer for p in parts]):
                         send(reply)
                     if service.stopped:
@@ -107,7 +110,7 @@ def run(endpoint: str, slot: int, identity: bytes, interval: float, liveness: in
             elif now - last_heard > interval * liveness:
                 return 3  # remote broker silent: reconnect
             if now - last_sent >= interval:
-                send([wire.pack(wire.PONG, 0)])
+                send(pong)
         return 0
     finally:
         service.close()

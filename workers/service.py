@@ -2,22 +2,43 @@
 process main loop (:mod:`.process`, over ZeroMQ) and the ``inline`` transport (a
 thread in the broker's process) both feed :meth:`WorkerService.handle`.
 
-Malformed messages are counted and answered with nothing; no input kills a worker.
+No input kills or wedges a worker: :meth:`~WorkerService.handle` parses with
+:func:`~framecrypt.transports.to_worker.parse_to_worker` and never raises. A malformed
+message — malformed on the wire, or fine on the wire but refused where it is used
+(segments that cannot be attached, payloads or outputs outside their buffer, key
+operation arguments the engine cannot use) — is counted in ``protocol_errors`` and
+answered with nothing; except a CONTROL whose ``seq`` parsed, which is always ACKed
+(``ok`` False and the error's name), so nothing in the broker waits for it. A refused
+CONFIG leaves the service as it was (engine and rings).
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from array import array
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from framecrypt.errors import FramecryptError, ProtocolError
 from framecrypt.transports import wire
+from framecrypt.transports.to_broker import Ack, Event, Pong, Result
+from framecrypt.transports.to_worker import (
+    Batch,
+    Config,
+    Control,
+    ControlRejected,
+    Packed,
+    Ping,
+    Stop,
+    parse_to_worker,
+)
+from framecrypt.transports.wire import Blob, Parts
 from framecrypt.workers.engine import Engine, EngineConfig, Overflow, reply_size
 
-Parts = list[bytes]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from framecrypt.transports.shm import Segment
+
 Buffer = bytes | memoryview
 
 
@@ -25,8 +46,8 @@ class WorkerService:
     def __init__(self, slot: int, heartbeat: Callable[[], None] | None = None) -> None:
         self.slot = slot
         self.engine: Engine | None = None
-        self.req: Any = None  # transports.shm.Segment when shm is used
-        self.rep: Any = None
+        self.req: Segment | None = None  # the rings, when payloads travel in shm
+        self.rep: Segment | None = None
         self.stopped = False
         self.protocol_errors = 0
         self.heartbeat = heartbeat
@@ -38,157 +59,135 @@ class WorkerService:
         self.req = self.rep = None
 
     def handle(self, parts: Sequence[Buffer]) -> list[Parts]:
-        """Replies (each a list of parts) to one incoming message."""
+        """Replies (each a list of parts) to one incoming message. Never raises."""
         try:
-            if not parts:
-                raise ProtocolError("empty message")
-            msg = wire.unpack(parts[0])
-            kind = msg[0]
-            if kind == wire.BATCH:
-                return self._batch(msg, parts)
-            if kind == wire.PACKED:
-                return self._packed(msg, parts)
-            if kind == wire.CONTROL:
+            msg = parse_to_worker(parts)
+            if type(msg) is Packed:
+                return self._packed(msg)
+            if type(msg) is Control:
                 return [self._control(msg)]
-            if kind == wire.PING:
-                return [[wire.pack(wire.PONG, msg[1] if len(msg) > 1 else 0)]]
-            if kind == wire.CONFIG:
-                self._config(msg)
-                return []
-            if kind == wire.STOP:
+            if type(msg) is Batch:
+                return self._batch(msg)
+            if type(msg) is Ping:
+                return [Pong(msg.t).encode()]
+            if type(msg) is Config:
+                self._configure(msg)
+            elif type(msg) is Stop:
                 self.stopped = True
-                return []
-            raise ProtocolError("unexpected message kind for a worker")
-        except ProtocolError:
-            self.protocol_errors += 1
             return []
-        except (TypeError, ValueError, IndexError, KeyError):
+        except ControlRejected as e:
+            self.protocol_errors += 1
+            return [Ack(e.seq, False, ("ProtocolError", e.reason)).encode()]
+        except Exception:  # ProtocolError, or what engine or segments raised for the input
             self.protocol_errors += 1
             return []
 
-    def _config(self, msg: list[Any]) -> None:
-        _, settings, shm = msg
-        if not isinstance(settings, dict):
-            raise ProtocolError("bad CONFIG")
-        self.engine = Engine(EngineConfig.from_wire(settings))
-        self.close()
-        if shm:
+    def _engine(self, what: str) -> Engine:
+        if self.engine is None:
+            raise ProtocolError(f"{what} before CONFIG")
+        return self.engine
+
+    def _configure(self, cfg: Config) -> None:
+        """A new engine and rings, or (when anything fails) the old ones untouched."""
+        engine = Engine(EngineConfig.from_wire(dict(cfg.settings)))
+        req = rep = None
+        if cfg.shm is not None:
             from framecrypt.transports.shm import Segment
 
-            req_name, rep_name, size, shm_dir = shm
-            self.req = Segment.attach(req_name, dir=shm_dir, size=size)
-            self.rep = Segment.attach(rep_name, dir=shm_dir, size=size)
+            rings = cfg.shm
+            try:
+                req = Segment.attach(rings.request, dir=rings.dir, size=rings.size)
+                rep = Segment.attach(rings.reply, dir=rings.dir, size=rings.size)
+            except BaseException:
+                if req is not None:
+                    req.close()
+                raise
+        self.close()
+        self.engine, self.req, self.rep = engine, req, rep
 
-    def _control(self, msg: list[Any]) -> Parts:
+    def _control(self, msg: Control) -> Parts:
+        """Always an ACK: ok with the op's result, or a failure (its error's name)."""
         if self.engine is None:
-            raise ProtocolError("CONTROL before CONFIG")
-        _, seq, op, *args = msg
+            self.protocol_errors += 1
+            return Ack(msg.seq, False, ("ProtocolError", "CONTROL before CONFIG")).encode()
         try:
-            result = self.engine.control(op, args)
-        except FramecryptError as e:
-            return [wire.pack(wire.ACK, seq, False, type(e).__name__, str(e))]
-        except Exception as e:  # malformed arguments: answer, so nothing waits forever
-            return [wire.pack(wire.ACK, seq, False, "ProtocolError", type(e).__name__)]
-        return [wire.pack(wire.ACK, seq, True, *result)]
+            result = self.engine.control(msg.op, list(msg.args))
+        except ProtocolError as e:
+            self.protocol_errors += 1
+            return Ack(msg.seq, False, ("ProtocolError", e.reason)).encode()
+        except FramecryptError as e:  # a typed refusal (unknown key, bad key material)
+            return Ack(msg.seq, False, (type(e).__name__, str(e))).encode()
+        except Exception as e:  # arguments the engine cannot use: answered all the same
+            self.protocol_errors += 1
+            return Ack(msg.seq, False, ("ProtocolError", type(e).__name__)).encode()
+        return Ack(msg.seq, True, tuple(result)).encode()
 
-    def _buffers(self, parts: Sequence[Buffer], blob: int) -> tuple[memoryview,
-                                                                     memoryview | None]:
-        if self.req is not None:
+    def _buffers(self, payload: Blob | None) -> tuple[memoryview, memoryview | None]:
+        """Where payloads are read from and outputs go: the rings, or the message's
+        payload blob and the reply (exactly one of the two is there)."""
+        if self.req is not None and self.rep is not None:
+            if payload is not None:
+                raise ProtocolError("a payload blob, but payloads travel in the ring")
             return self.req.view, self.rep.view
-        if len(parts) <= blob:
-            raise ProtocolError("batch without payload blob")
-        return memoryview(parts[blob]), None
+        if payload is None:
+            raise ProtocolError("a batch without its payload blob")
+        return memoryview(payload), None
 
-    def _batch(self, msg: list[Any], parts: Sequence[Buffer]) -> list[Parts]:
-        engine = self.engine
-        if engine is None:
-            raise ProtocolError("BATCH before CONFIG")
-        _, batch_id, count = msg
-        if not isinstance(count, int) or len(parts) < 2:
-            raise ProtocolError("bad BATCH")
-        desc = parts[1]
-        wire.check_blob(desc, wire.REQ, count)
-        inp, out = self._buffers(parts, 2)
-        res, overflow = engine.run(wire.REQ.iter_unpack(desc), count, inp, out, self.heartbeat)
-        return self._reply(engine, batch_id, count, res, overflow, out)
+    def _batch(self, msg: Batch) -> list[Parts]:
+        engine = self._engine("BATCH")
+        inp, out = self._buffers(msg.payload)
+        res, overflow = engine.run(wire.REQ.iter_unpack(msg.descriptors), msg.count, inp, out,
+                                   self.heartbeat)
+        spill = b"".join(overflow) if overflow or out is None else None
+        return self._reply(engine, Result(msg.batch_id, msg.count, bytes(res), spill))
 
-    def _packed(self, msg: list[Any], parts: Sequence[Buffer]) -> list[Parts]:
-        engine = self.engine
-        if engine is None:
-            raise ProtocolError("PACKED before CONFIG")
-        _, batch_id, count, epoch, heads = msg
-        if not isinstance(count, int) or not isinstance(epoch, int) or count < 1 or \
-                not isinstance(heads, list) or not heads or len(parts) < 2 or \
-                not all(isinstance(h, list) and len(h) == 6 and
-                        all(isinstance(v, int) and v >= 0 for v in h) for h in heads) or \
-                sum(h[3] for h in heads) != count:
-            raise ProtocolError("bad PACKED")
-        cols = memoryview(parts[1])
-        if len(cols) != 14 * count:
-            raise ProtocolError("PACKED columns do not match the count")
-        u32: Sequence[int]
-        if sys.byteorder == "little":
-            u32 = cols[: 12 * count].cast("I")
-        else:  # the wire is little-endian
-            swapped = array("I")
-            swapped.frombytes(cols[: 12 * count])
-            swapped.byteswap()
-            u32 = swapped
-        blob = None
-        if self.req is None:
-            if len(parts) < 3:
-                raise ProtocolError("PACKED without its payload blob")
-            blob = memoryview(parts[2])
-        # every segment's payloads must lie in their buffer before any is processed
-        sizes = []
-        k = 0
-        room = len(self.req.view) if blob is None else len(blob)
-        for _, _, _, n, in_base, _ in heads:
-            nbytes = sum(u32[k : k + n])
-            if in_base + nbytes > room:
+    def _packed(self, msg: Packed) -> list[Parts]:
+        engine = self._engine("PACKED")
+        inp, rep = self._buffers(msg.payload)
+        count = msg.count
+        u32 = msg.u32_columns()
+        sizes = msg.payload_sizes(u32)
+        # every segment must lie in its buffers before any is processed
+        room, out_room = len(inp), len(rep) if rep is not None else 0
+        for s, nbytes in zip(msg.segments, sizes, strict=True):
+            if s.in_base + nbytes > room:
                 raise ProtocolError("PACKED payloads outside their buffer")
-            sizes.append(nbytes)
-            k += n
+            if rep is not None and s.out_base + reply_size(s.op, s.n, nbytes) > out_room:
+                raise ProtocolError("PACKED outputs outside the reply ring")
+        codecs, flags = msg.codecs(), msg.flags()
+        opening_sframe = engine.sframe
         cpu0 = time.process_time()
         spill = Overflow()
         results: list[bytes | bytearray] = []
         used: list[int] = []
-        floors: list[list[list[int]]] = []
-        outs: list[bytes] = []
+        floors: list[tuple[tuple[int, int], ...]] = []
+        outs: list[memoryview] = []
         k = 0
-        for (op, pidx, counter0, n, in_base, out_base), nbytes in zip(heads, sizes,
-                                                                       strict=True):
-            lengths = u32[k : k + n]
-            if blob is None:
-                inp = self.req.view[in_base : in_base + nbytes]
-                out = self.rep.view[out_base : out_base + reply_size(op, n, nbytes)]
-            else:
-                inp = blob[in_base : in_base + nbytes]
-                out = memoryview(bytearray(reply_size(op, n, nbytes)))
+        for s, nbytes in zip(msg.segments, sizes, strict=True):
+            op, pidx, n = s.op, s.participant, s.n
+            size = reply_size(op, n, nbytes)
+            out = rep[s.out_base : s.out_base + size] if rep is not None else \
+                memoryview(bytearray(size))
             res, _, u = engine.run_packed(
-                op, pidx, counter0, epoch, lengths, cols[12 * count + k : 12 * count + k + n],
-                cols[13 * count + k : 13 * count + k + n], u32[count + k : count + k + n],
-                u32[2 * count + k : 2 * count + k + n], inp, out, self.heartbeat, spill=spill)
+                op, pidx, s.counter0, msg.epoch, u32[k : k + n], codecs[k : k + n],
+                flags[k : k + n], u32[count + k : count + k + n],
+                u32[2 * count + k : 2 * count + k + n], inp[s.in_base : s.in_base + nbytes],
+                out, self.heartbeat, spill=spill)
             results.append(res)
             used.append(u)
-            floors.append(engine.replay_floors(pidx)
-                          if engine.sframe and op == wire.OP_DECRYPT else [])
-            if blob is not None:
-                outs.append(bytes(out[:u]))
+            floors.append(tuple((kid, ctr) for kid, ctr in engine.replay_floors(pidx))
+                          if opening_sframe and op == wire.OP_DECRYPT else ())
+            if rep is None:
+                outs.append(out[:u])
             k += n
         cpu_us = (time.process_time() - cpu0) * 1e6
-        replies = self._reply(engine, batch_id, count, bytearray().join(results), spill.parts,
-                              None, used, floors, cpu_us)
-        if blob is not None:  # the outputs travel in the reply (after the overflow blob)
-            replies[-1].append(b"".join(outs))
-        return replies
+        return self._reply(engine, Result(
+            msg.batch_id, count, bytes(bytearray().join(results)), b"".join(spill.parts),
+            b"".join(outs) if rep is None else None, tuple(used), tuple(floors), cpu_us))
 
-    def _reply(self, engine: Engine, batch_id: int, count: int, res: bytearray,
-               overflow: list[bytes], out: memoryview | None, *extra: Any) -> list[Parts]:
-        replies: list[Parts] = [[wire.pack(wire.EVENT, ev)] for ev in engine.events]
+    def _reply(self, engine: Engine, result: Result) -> list[Parts]:
+        """The engine's events since the last reply, then the result."""
+        replies = [Event(ev[0], ev[1], tuple(ev[2:])).encode() for ev in engine.events]
         engine.events.clear()
-        reply: Parts = [wire.pack(wire.RESULT, batch_id, count, *extra), bytes(res)]
-        if overflow or out is None:
-            reply.append(b"".join(overflow))
-        replies.append(reply)
+        replies.append(result.encode())
         return replies
