@@ -10,9 +10,24 @@ has it mapped: every :class:`~framecrypt.transports.shm.Segment` holds a shared
 segments of a live broker in another pid namespace sharing ``/dev/shm`` (two
 containers of one pod), and those an orphaned worker still maps.
 
-- segments: ``segment_name(tag, worker, "req" | "rep")`` in ``/dev/shm``;
+- segments: ``segment_name(tag, worker, "req" | "rep")`` in ``/dev/shm``, only where
+  anonymous segments are unavailable (:func:`~framecrypt.transports.shm.memfd_supported`
+  is False): a memfd has no name, nothing to sweep, and its memory is freed with its
+  last holder (:mod:`framecrypt.transports.shm`);
 - ipc endpoints: ``socket_path(runtime_dir(), tag, purpose)``, inside a private
-  (``0700``) directory, :func:`runtime_dir`.
+  (``0700``) directory, :func:`runtime_dir`. A socket file holds no data; after a
+  crash it is an empty name in our private directory until the next sweep.
+
+Why the ipc endpoint keeps its file (no abstract socket). Linux abstract endpoints,
+``ipc://@name``, work in this pyzmq/libzmq (27.x/4.3.5, tests/test_memfd.py) and leave
+no file, but they have no permissions: any process in the network namespace may
+connect. ``ZMQ_IPC_FILTER_UID`` (``SO_PEERCRED``) does refuse other uids in this build
+(the connection is closed at accept, ``ZMQ_EVENT_ACCEPT_FAILED``), yet it cannot tell
+apart processes of the same uid in other mount namespaces: the containers of a pod
+share the network namespace and often the uid (root). A socket file in a ``0700``
+directory of our own mount namespace is out of their reach, so it stays. (Nor can a
+worker check who listens on an abstract name: once its broker dies, anyone may bind
+it.) The file costs one empty inode after a crash, removed by the next sweep.
 
 Cleanup is explicit, never ``atexit``: the pool records what it created in a
 :class:`Registry` and calls :meth:`Registry.cleanup` when it closes; whatever a

@@ -1,15 +1,45 @@
-"""Shared-memory payload rings: :class:`Segment` (the memory) and :class:`RingAllocator`
-(the broker's bookkeeping of which bytes of it are in use).
+"""Shared-memory payload rings: :class:`Segment` (the memory), :class:`RingPair` (a
+worker's two anonymous segments) and :class:`RingAllocator` (the broker's bookkeeping
+of which bytes of a segment are in use; it lives in :mod:`.ring` and is re-exported).
+
+Anonymous or named
+------------------
+
+A segment is either **anonymous** (:meth:`Segment.anonymous`: a ``memfd`` with no
+name in any file system) or **named** (:meth:`Segment.create`: a ``0600`` file in
+``/dev/shm``). Anonymous is the default: its memory belongs to the open descriptors
+and mappings, so the kernel frees it when the last process holding it exits (a
+SIGKILLed broker leaves nothing, plaintext included, once its workers are gone too).
+It is sized, reserved in full and then sealed (``F_SEAL_SHRINK | F_SEAL_GROW |
+F_SEAL_SEAL``), so no process holding it can truncate it under the others (a
+truncated mapping is a ``SIGBUS`` on the next touch). The receiving side,
+:meth:`Segment.from_fd`, maps a descriptor only if it is such a sealed memfd of the
+expected size. Named segments stay as the fallback where ``memfd_create`` is
+unavailable (:func:`memfd_supported`); after a crash they are what
+:func:`framecrypt.transports.hygiene.sweep_stale` removes.
+
+Handing the memory to a worker: inheritance, not ``SCM_RIGHTS``. Local workers are
+the broker's children (``subprocess.Popen``), so the broker passes the two memfds
+with ``Popen(..., close_fds=True, pass_fds=rings.fds())`` and tells the worker their
+numbers and size in its CONFIG message; the worker maps them with
+:meth:`RingPair.attach`. There is no socket to authenticate and nothing with a
+name: the descriptors are ``O_CLOEXEC`` everywhere else, ``pass_fds`` gives them to
+exactly that child at ``exec``, and a number in CONFIG that is not one of them is
+refused by :meth:`Segment.from_fd` (not a sealed memfd, or too small). ``SCM_RIGHTS``
+over a Unix socket is only needed for workers we did not spawn, and none of those
+use shared memory (remote workers use tcp, payloads in the messages); it would need
+a rendezvous socket of its own, authenticated by peer credentials: the very named,
+attackable object this removes. Should such workers appear, :meth:`Segment.from_fd`
+already is the receiving side; only the transfer would be new.
 
 How the pool uses them
 ----------------------
 
-Every worker has two segments, both created by the broker with
-:meth:`Segment.create` (file ``0600`` in ``/dev/shm``, named by
-:mod:`framecrypt.transports.hygiene`) and attached by the worker with
-:meth:`Segment.attach`, which refuses a segment that is not ours and private.
-The broker keeps one :class:`RingAllocator` per segment; the worker never
-allocates, it only follows the offsets in the descriptors it receives.
+Every worker has two segments (:class:`RingPair`), created by the broker and
+mapped by the worker, which refuses memory that is not ours and private (named:
+owner and mode; anonymous: sealed memfd of the agreed size). The broker keeps one
+:class:`RingAllocator` per segment; the worker never allocates, it only follows the
+offsets in the descriptors it receives.
 
 - **Request ring** (broker writes, worker reads). For each batch the broker calls
   ``off = req.alloc(total)`` once (``None`` means the ring is full: backpressure,
@@ -37,21 +67,22 @@ allocates, it only follows the offsets in the descriptors it receives.
   the head is done. Release a request span only once the worker has finished the
   batch (its reply came back), and a reply span only once nobody reads it any more:
   the next batch's bytes go there.
-- **Worker loss**. The segments outlive the worker. A replacement worker attaches the
-  same segments and can be sent the same descriptors again (the spans are still
-  allocated and hold the payloads); or the broker ``reset()``\\ s both allocators once
-  nothing in them is needed.
-- **Shutdown**. The broker closes and unlinks its segments (``with`` does both for
-  the creator); the worker only closes. After a crash,
-  :func:`framecrypt.transports.hygiene.sweep_stale` removes what is left: every
-  mapping holds a shared ``flock`` on its segment, so the sweep never removes a
-  segment that some process (an orphaned worker, say) still maps.
+- **Worker loss**. The broker drops the dead worker's rings and makes new ones for
+  its replacement (anonymous memory is then freed, the dead worker holds nothing);
+  or, keeping them, ``reset()``\\ s both allocators once nothing in them is needed.
+- **Shutdown**. The broker closes its segments (and unlinks named ones: ``with``
+  does both for the creator); the worker only closes. After a crash, anonymous
+  memory is gone with its last holder; named segments are removed by
+  :func:`framecrypt.transports.hygiene.sweep_stale`: every mapping of a named segment
+  holds a shared ``flock`` on it, so the sweep never removes a segment that some
+  process (an orphaned worker, say) still maps.
 
 Memory is bounded by construction: the rings never grow, and ``alloc`` returns
 ``None`` instead of queueing. The allocator is pure bookkeeping, O(1) per call,
 with no per-byte work; segments are reserved in full at creation (``reserve=True``)
-so a too-small ``/dev/shm`` fails at pool start instead of with ``SIGBUS`` in a
-worker on first touch.
+so a too-small ``/dev/shm`` (named) or memory cgroup (anonymous: memfds are not
+bounded by ``/dev/shm``'s size, only by memory) fails at pool start with
+:class:`SegmentError` instead of with ``SIGBUS`` in a worker on first touch.
 
 Views and ``close()``
 ---------------------
@@ -74,18 +105,13 @@ import os
 import re
 import stat
 import warnings
-from collections import deque
+from functools import cache
 from types import TracebackType
 from typing import Final, Self
 
 from framecrypt.errors import InvalidParameter
-from framecrypt.transports.errors import (
-    FrameTooLarge,
-    InvalidName,
-    ReleaseOrderError,
-    SegmentError,
-    UnsafePath,
-)
+from framecrypt.transports.errors import InvalidName, SegmentError, UnsafePath
+from framecrypt.transports.ring import RingAllocator
 
 DEFAULT_DIR: Final = "/dev/shm"
 """Where segments live unless told otherwise (tmpfs on Linux)."""
@@ -94,6 +120,19 @@ MODE: Final = 0o600
 """The only mode a segment may have: read/write for its owner, nothing for others."""
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+# Linux values (fcntl lacks them elsewhere, where there are no memfds either)
+_F_GET_SEALS: Final[int] = getattr(fcntl, "F_GET_SEALS", 1034)
+_F_ADD_SEALS: Final[int] = getattr(fcntl, "F_ADD_SEALS", 1033)
+SEALS: Final[int] = (
+    getattr(fcntl, "F_SEAL_SHRINK", 0x2)
+    | getattr(fcntl, "F_SEAL_GROW", 0x4)
+    | getattr(fcntl, "F_SEAL_SEAL", 0x1)
+)
+"""The seals every anonymous segment carries: its size is fixed and no one can change
+the seals (so no peer can truncate it under a mapping, or make it read-only)."""
+
+_WRITE_SEALS: Final = getattr(fcntl, "F_SEAL_WRITE", 0x8) | 0x10  # 0x10: F_SEAL_FUTURE_WRITE
 
 
 def validate_name(name: str) -> str:
@@ -112,6 +151,23 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _check_size(size: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise InvalidParameter(f"segment size must be a positive int, got {size!r}")
+
+
+def _memfd_label(fd: int) -> str:
+    """The label a memfd was created with (``/proc/self/fd/N`` -> ``/memfd:LABEL
+    (deleted)``), or ``fd<N>`` where that is not readable. For messages only."""
+    try:
+        link = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return f"fd{fd}"
+    if link.startswith("/memfd:"):
+        link = link[len("/memfd:") :].removesuffix(" (deleted)")
+    return link if _NAME_RE.fullmatch(link) else f"fd{fd}"
 
 
 def _lock_shared(fd: int, path: str) -> None:
@@ -143,19 +199,33 @@ def _reserve(fd: int, size: int, path: str) -> None:
 
 
 class Segment:
-    """A named shared-memory segment: a ``0600`` file in ``dir`` mapped read/write.
+    """A shared-memory segment mapped read/write: anonymous (a sealed memfd) or named
+    (a ``0600`` file in ``dir``).
 
-    Make one with :meth:`create` (the broker: it owns and later unlinks it) or
-    :meth:`attach` (a worker). Use :attr:`view` / :meth:`region` to read and write.
-    As a context manager it closes on exit, and the creator also unlinks.
+    Make one with :meth:`anonymous` (the broker) and map it elsewhere with
+    :meth:`from_fd` (a worker that inherited the descriptor); or, named, with
+    :meth:`create` (the broker: it owns and later unlinks it) and :meth:`attach` (a
+    worker). Use :attr:`view` / :meth:`region` to read and write. As a context
+    manager it closes on exit, and the creator of a named segment also unlinks.
+
+    ``name`` is the file name, or an anonymous segment's label (what
+    ``/proc/PID/fd`` shows as ``/memfd:LABEL``); ``path`` is the file's path, ``""``
+    for an anonymous segment, which has none.
     """
 
-    __slots__ = ("_closed", "_created", "_dev_ino", "_mmap", "_view", "name", "path", "size")
+    __slots__ = ("_closed", "_created", "_dev_ino", "_fd", "_mmap", "_view", "name", "path", "size")
 
     def __init__(
-        self, name: str, path: str, mm: mmap.mmap, dev_ino: tuple[int, int], *, created: bool
+        self,
+        name: str,
+        path: str,
+        mm: mmap.mmap,
+        dev_ino: tuple[int, int],
+        *,
+        created: bool,
+        fd: int | None = None,
     ) -> None:
-        # Private: use Segment.create() or Segment.attach().
+        # Private: use Segment.anonymous(), from_fd(), create() or attach().
         self.name = name
         self.path = path
         self.size = len(mm)
@@ -163,6 +233,7 @@ class Segment:
         self._view: memoryview | None = memoryview(mm)
         self._dev_ino = dev_ino
         self._created = created
+        self._fd = fd  # anonymous only: the memfd, ours to close
         self._closed = False
 
     # --- construction ----------------------------------------------------------------
@@ -176,8 +247,7 @@ class Segment:
         ``reserve=False`` the file stays sparse (pages are allocated on first touch).
         """
         validate_name(name)
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise InvalidParameter(f"segment size must be a positive int, got {size!r}")
+        _check_size(size)
         path = os.path.join(dir, name)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -203,6 +273,91 @@ class Segment:
             if not ok:
                 _unlink_quietly(path)
         return cls(name, path, mm, (st.st_dev, st.st_ino), created=True)
+
+    @classmethod
+    def anonymous(cls, size: int, *, label: str, reserve: bool = True) -> Self:
+        """A new anonymous segment of ``size`` bytes (zero-filled): a memfd, reserved in
+        full (unless ``reserve=False``), then sealed with :data:`SEALS`, and mapped.
+
+        ``label`` (the :func:`validate_name` alphabet) only names it in
+        ``/proc/PID/fd`` and ``/proc/PID/maps``; nothing is created in any file
+        system. The memfd is ``O_CLOEXEC``: a child gets it only through
+        ``pass_fds`` (:attr:`fd`). Raises :class:`SegmentError` where memfds are not
+        available or the memory cannot be sized or reserved.
+        """
+        validate_name(label)
+        _check_size(size)
+        what = f"anonymous segment {label!r}"
+        if not hasattr(os, "memfd_create"):  # pragma: no cover - not Linux
+            raise SegmentError(f"cannot create {what}: no memfd_create on this system")
+        try:
+            fd = os.memfd_create(label, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        except OSError as e:
+            raise SegmentError(f"cannot create {what}: {e.strerror}") from e
+        ok = False
+        try:
+            os.fchmod(fd, MODE)  # /proc/PID/fd/N could reopen it: owner only
+            os.ftruncate(fd, size)
+            if reserve:
+                _reserve(fd, size, what)
+            fcntl.fcntl(fd, _F_ADD_SEALS, SEALS)
+            st = os.fstat(fd)
+            mm = mmap.mmap(fd, size)
+            ok = True
+        except OSError as e:
+            raise SegmentError(f"cannot size, seal or map {what}: {e.strerror}") from e
+        finally:
+            if not ok:
+                os.close(fd)
+        return cls(label, "", mm, (st.st_dev, st.st_ino), created=True, fd=fd)
+
+    @classmethod
+    def from_fd(cls, fd: int, size: int) -> Self:
+        """Map the first ``size`` bytes of the anonymous segment open as ``fd`` (one
+        inherited from the broker, say), read/write.
+
+        ``fd`` must be a memfd (a regular file with no name) of at least ``size``
+        bytes carrying :data:`SEALS` and no write seal; anything else raises
+        :class:`SegmentError` and leaves ``fd`` untouched. The segment works on its
+        own duplicate of ``fd`` (``O_CLOEXEC``), closed by :meth:`close`: ``fd``
+        itself stays the caller's, open, so a bad or repeated number cannot make two
+        owners close one descriptor.
+        """
+        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+            raise InvalidParameter(f"fd must be a non-negative int, got {fd!r}")
+        _check_size(size)
+        what = f"fd {fd}"
+        try:
+            st = os.fstat(fd)
+        except OSError as e:
+            raise SegmentError(f"{what} is not an open descriptor: {e.strerror}") from e
+        if not stat.S_ISREG(st.st_mode):
+            raise SegmentError(f"{what} is not a memfd (not a regular file)")
+        if st.st_nlink != 0:
+            raise SegmentError(f"{what} is not a memfd (it has a name in a file system)")
+        try:
+            seals = fcntl.fcntl(fd, _F_GET_SEALS)
+        except OSError as e:
+            raise SegmentError(f"{what} is not a memfd (it cannot be sealed)") from e
+        if seals & SEALS != SEALS:
+            raise SegmentError(
+                f"{what} is not a sealed memfd: seals 0x{seals:x}, need 0x{SEALS:x} "
+                "(a peer could resize it under our mapping)"
+            )
+        if seals & _WRITE_SEALS:
+            raise SegmentError(f"{what} is sealed against writing (seals 0x{seals:x})")
+        if st.st_size < size:
+            raise SegmentError(f"{what} has {st.st_size} bytes, expected at least {size}")
+        try:
+            own = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
+        except OSError as e:
+            raise SegmentError(f"cannot duplicate {what}: {e.strerror}") from e
+        try:
+            mm = mmap.mmap(own, size)
+        except OSError as e:
+            os.close(own)
+            raise SegmentError(f"cannot map {what}: {e.strerror}") from e
+        return cls(_memfd_label(own), "", mm, (st.st_dev, st.st_ino), created=False, fd=own)
 
     @classmethod
     def attach(cls, name: str, *, dir: str = DEFAULT_DIR, size: int | None = None) -> Self:
@@ -271,6 +426,25 @@ class Segment:
     def closed(self) -> bool:
         return self._closed
 
+    def same_memory(self, other: Segment) -> bool:
+        """Whether ``other`` maps the same file or memfd (same device and inode)."""
+        return self._dev_ino == other._dev_ino
+
+    @property
+    def named(self) -> bool:
+        """True for a named segment (a file), False for an anonymous one (a memfd)."""
+        return bool(self.path)
+
+    @property
+    def fd(self) -> int:
+        """The memfd of an anonymous segment (for ``pass_fds``; it stays ours: close
+        it with :meth:`close`). A named segment keeps no descriptor: :class:`SegmentError`."""
+        if self._closed:
+            raise SegmentError(f"segment {self.name!r} is closed")
+        if self._fd is None:
+            raise SegmentError(f"named segment {self.name!r} has no descriptor: attach it by name")
+        return self._fd
+
     @property
     def created(self) -> bool:
         """True for the process that created the segment (it is the one to unlink it)."""
@@ -279,7 +453,8 @@ class Segment:
     # --- teardown --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release :attr:`view` and unmap. Idempotent; never raises ``BufferError``.
+        """Release :attr:`view`, unmap, and close an anonymous segment's memfd.
+        Idempotent; never raises ``BufferError``.
 
         If slices of the view are still alive elsewhere, the mapping cannot be
         unmapped safely: this drops the segment's references, warns with
@@ -291,6 +466,7 @@ class Segment:
         self._closed = True
         view, mm = self._view, self._mmap
         self._view = self._mmap = None
+        fd, self._fd = self._fd, None
         assert view is not None and mm is not None
         try:
             view.release()
@@ -302,11 +478,16 @@ class Segment:
                 ResourceWarning,
                 stacklevel=2,
             )
+        finally:
+            if fd is not None:
+                os.close(fd)  # the mapping, while it lasts, holds the memory by itself
 
     def unlink(self) -> bool:
         """Remove the segment's name, if it still names *this* segment's file (a file
         put there since is left alone). Existing mappings stay valid. Idempotent;
-        returns whether it removed something."""
+        returns whether it removed something (never, for an anonymous segment)."""
+        if not self.path:
+            return False
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
@@ -334,224 +515,28 @@ class Segment:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"Segment({self.name!r}, size={self.size}, {state})"
+        kind = "anonymous, " if not self.path else ""
+        return f"Segment({self.name!r}, size={self.size}, {kind}{state})"
 
 
-class _Span:
-    """One allocation of a :class:`RingAllocator`."""
-
-    __slots__ = ("cost", "n", "offset", "prev_head", "prev_last", "skipped")
-
-    def __init__(
-        self, offset: int, n: int, cost: int, skipped: int, prev_head: int, prev_last: _Span | None
-    ) -> None:
-        self.offset = offset
-        self.n = n
-        # bytes freed when released: n rounded up to align, plus a skipped tail that
-        # follows it (added when a later allocation wraps); -1 once released
-        self.cost = cost
-        self.skipped = skipped  # the tail this allocation skipped (charged to prev_last)
-        self.prev_head = prev_head  # for cancel()
-        self.prev_last = prev_last
+@cache
+def memfd_supported() -> bool:
+    """Whether anonymous segments work here (``memfd_create`` and sealing: Linux >= 3.17,
+    not blocked by a seccomp filter). Probed once per process with a one-page
+    segment; where False, use named segments (:meth:`Segment.create`)."""
+    try:
+        with Segment.anonymous(mmap.PAGESIZE, label="fc-probe", reserve=False):
+            return True
+    except SegmentError:
+        return False
 
 
-class RingAllocator:
-    """FIFO allocator of byte ranges in a ring of ``capacity`` bytes (broker side).
-
-    ``alloc(n)`` returns the offset of ``n`` contiguous bytes, starting on a multiple
-    of ``align``: right after the newest allocation if it fits before the end,
-    else at 0 if it fits before the oldest live allocation (the skipped tail
-    counts as used until the allocations before the wrap are released), else
-    ``None`` (full: backpressure). A request larger than the ring raises
-    :class:`FrameTooLarge`. Allocations are released oldest first, with
-    ``release(offset, n)`` (checked) or ``release_oldest()``; ``cancel(offset, n)``
-    undoes the newest one. When nothing is in use the next allocation starts at 0
-    again, so an empty ring always has its whole capacity in one piece.
-
-    ``used`` counts alignment padding and skipped tails, so ``used + free ==
-    capacity`` and ``used`` returns to 0 when everything is released. ``alloc(0)``
-    is allowed (a batch with no payload bytes): it takes no space, always succeeds
-    and must be released in its turn like any other allocation.
-
-    Every call is O(1) and does no per-byte work.
-    """
-
-    __slots__ = ("_align", "_capacity", "_head", "_last", "_mask", "_spans", "_used")
-
-    def __init__(self, capacity: int, *, align: int = 64) -> None:
-        if not isinstance(align, int) or isinstance(align, bool) or align < 1 or align & align - 1:
-            raise InvalidParameter(f"align must be a power of two >= 1, got {align!r}")
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
-            raise InvalidParameter(f"ring capacity must be a positive int, got {capacity!r}")
-        if capacity % align:
-            raise InvalidParameter(f"ring capacity {capacity} is not a multiple of align {align}")
-        self._capacity = capacity
-        self._align = align
-        self._mask = align - 1
-        self._head = 0  # where the next allocation would start
-        self._used = 0  # bytes from the oldest live allocation to head, gaps included
-        # live allocations, oldest first
-        self._spans: deque[_Span] = deque()
-        self._last: _Span | None = None  # the newest live span with bytes
-
-    def alloc(self, n: int) -> int | None:
-        """Offset of ``n`` contiguous bytes, or ``None`` if they do not fit now.
-
-        Raises :class:`FrameTooLarge` if ``n > capacity`` (it never could fit) and
-        :class:`~framecrypt.errors.InvalidParameter` if ``n < 0``.
-        """
-        cap = self._capacity
-        if n > cap:
-            raise FrameTooLarge(n, cap)
-        if n < 0:
-            raise InvalidParameter(f"cannot allocate {n} bytes")
-        need = (n + self._mask) & ~self._mask
-        used = self._used
-        head = self._head
-        skipped = 0
-        if used == 0:  # empty: start over at 0, the whole ring is free in one piece
-            off = 0
-        else:
-            tail = (head - used) % cap
-            if head > tail:  # live is [tail, head); free is [head, cap) and [0, tail)
-                if cap - head >= need:
-                    off = head
-                elif tail >= need:
-                    # wrap: the skipped [head, cap) is freed with the newest allocation
-                    # that has bytes (it lies right after it), so it is free again as
-                    # soon as everything before this allocation is released
-                    last = self._last
-                    assert last is not None  # used > 0
-                    skipped = cap - head
-                    last.cost += skipped
-                    used += skipped
-                    off = 0
-                else:
-                    return None
-            elif tail - head >= need:  # live wraps (or fills the ring); free is [head, tail)
-                off = head
-            else:
-                return None
-        span = _Span(off, n, need, skipped, head, self._last)
-        self._spans.append(span)
-        if need:
-            self._last = span
-            self._head = (off + need) % cap
-        self._used = used + need
-        return off
-
-    def release(self, offset: int, n: int) -> None:
-        """Release the oldest allocation, which must be ``(offset, n)`` as allocated.
-        Anything else raises :class:`ReleaseOrderError` and changes nothing."""
-        spans = self._spans
-        if not spans:
-            raise ReleaseOrderError(f"release({offset}, {n}) with nothing allocated")
-        span = spans[0]
-        if span.offset != offset or span.n != n:
-            raise ReleaseOrderError(
-                f"release({offset}, {n}) is not the oldest allocation ({span.offset}, {span.n})"
-            )
-        self._pop()
-
-    def release_oldest(self) -> tuple[int, int]:
-        """Release the oldest allocation and return its ``(offset, n)``.
-        Raises :class:`ReleaseOrderError` if nothing is allocated."""
-        if not self._spans:
-            raise ReleaseOrderError("release_oldest() with nothing allocated")
-        span = self._pop()
-        return span.offset, span.n
-
-    def _pop(self) -> _Span:
-        span = self._spans.popleft()
-        self._used -= span.cost
-        span.cost = -1  # released (see cancel)
-        span.prev_last = None  # no chain of released spans
-        if span is self._last:  # it was the newest with bytes: nothing with bytes is left
-            self._last = None
-        return span
-
-    def cancel(self, offset: int, n: int) -> None:
-        """Undo the *newest* allocation, which must be ``(offset, n)``: the ring is as
-        if it had never been made (e.g. the reply ring had no room for the batch whose
-        request span was just taken, or the batch could not be sent). Anything else
-        raises :class:`ReleaseOrderError` and changes nothing."""
-        spans = self._spans
-        if not spans:
-            raise ReleaseOrderError(f"cancel({offset}, {n}) with nothing allocated")
-        span = spans[-1]
-        if span.offset != offset or span.n != n:
-            raise ReleaseOrderError(
-                f"cancel({offset}, {n}) is not the newest allocation ({span.offset}, {span.n})"
-            )
-        spans.pop()
-        self._used -= span.cost
-        prev = span.prev_last
-        if prev is not None and prev.cost < 0:
-            prev = None  # released since: it took the skipped tail with it
-        if span.skipped and prev is not None:
-            prev.cost -= span.skipped
-            self._used -= span.skipped
-        if span is self._last:
-            self._last = prev
-        self._head = span.prev_head
-        span.cost = -1
-        span.prev_last = None
-
-    def oldest(self) -> tuple[int, int] | None:
-        """``(offset, n)`` of the allocation the next release must name, or ``None``."""
-        if not self._spans:
-            return None
-        span = self._spans[0]
-        return span.offset, span.n
-
-    def reset(self) -> None:
-        """Forget every allocation (e.g. after the worker reading this ring was lost
-        and nothing in the ring is needed any more)."""
-        self._spans.clear()
-        self._last = None
-        self._head = 0
-        self._used = 0
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def align(self) -> int:
-        return self._align
-
-    @property
-    def used(self) -> int:
-        """Bytes not available: live allocations plus their padding and skipped tails."""
-        return self._used
-
-    @property
-    def free(self) -> int:
-        """``capacity - used``: free bytes in total, not necessarily contiguous."""
-        return self._capacity - self._used
-
-    @property
-    def max_alloc(self) -> int:
-        """The largest ``n`` that ``alloc(n)`` would satisfy now (a multiple of align)."""
-        cap, used = self._capacity, self._used
-        if used == 0:
-            return cap
-        head = self._head
-        tail = (head - used) % cap
-        if head > tail:
-            return max(cap - head, tail)
-        return tail - head
-
-    @property
-    def outstanding(self) -> int:
-        """Number of allocations not yet released."""
-        return len(self._spans)
-
-    def __repr__(self) -> str:
-        return (
-            f"RingAllocator(capacity={self._capacity}, align={self._align}, "
-            f"used={self._used}, outstanding={len(self._spans)})"
-        )
-
-
-__all__ = ["DEFAULT_DIR", "MODE", "RingAllocator", "Segment", "validate_name"]
+__all__ = [
+    "DEFAULT_DIR",
+    "MODE",
+    "SEALS",
+    "RingAllocator",
+    "Segment",
+    "memfd_supported",
+    "validate_name",
+]
