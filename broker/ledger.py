@@ -28,7 +28,7 @@ from framecrypt.broker.rendezvous import owner
 from framecrypt.broker.runs import Control, Group, InFlight, Run, Segment, Span
 from framecrypt.conf import Settings
 from framecrypt.errors import FrameExpired, ProtocolError, WorkerLost
-from framecrypt.transports.shm import RingAllocator
+from framecrypt.transports.ring import RingAllocator
 
 STARTING, READY, DEAD, STOPPED = "starting", "ready", "dead", "stopped"
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

@@ -27,7 +27,7 @@ from framecrypt.batch import BatchResult, FrameBatch
 from framecrypt.broker.events import EventHub, PoolEvent
 from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
-from framecrypt.broker.ledger import LATENCY_BUCKETS_S, Ledger
+from framecrypt.broker.ledger import LATENCY_BUCKETS_S, Ledger, SlotBook
 from framecrypt.broker.placement import Placement, PlacementModel
 from framecrypt.broker.remote import RemoteMembers
 from framecrypt.broker.runs import DECRYPT, ENCRYPT, Control, Group, Run
@@ -472,6 +472,14 @@ class Pool:
         """PIDs of the live worker processes (empty for the inline transport)."""
         return self.service.worker_pids()
 
+    def _worker_stats(self, sl: SlotBook) -> dict[str, Any]:
+        w = self.service.worker_of(sl)
+        return {"slot": sl.index, "name": sl.name, "remote": sl.remote, "state": sl.state,
+                "pid": w.pid if w is not None else 0, "queued": len(sl.queue),
+                "frames_done": sl.frames_done, "frames_in_flight": sl.frames,
+                "bytes_in_flight": sl.bytes, "restarts": sl.restarts,
+                "deaths_in_row": w.deaths_in_row if w is not None else 0}
+
     def stats(self) -> dict[str, Any]:
         """Counters and gauges (no key material)."""
         led = self._ledger
@@ -483,13 +491,7 @@ class Pool:
             "bytes_in_flight": led.credit.bytes_out,
             "waiters": led.credit.waiting,
             "participants": len(led.names),
-            "workers": [
-                {"slot": sl.index, "name": sl.name, "remote": sl.remote, "state": sl.state,
-                 "pid": self.service.pid_of(sl), "queued": len(sl.queue),
-                 "frames_done": sl.frames_done, "frames_in_flight": sl.frames,
-                 "bytes_in_flight": sl.bytes, "restarts": sl.restarts}
-                for sl in led.slots
-            ],
+            "workers": [self._worker_stats(sl) for sl in led.slots],
             "transport": self.transport, "format": self.format, "placement": self.placement,
             # pool-path latency (submit -> outcome), counts per upper bound in seconds
             "latency_buckets_s": list(LATENCY_BUCKETS_S),

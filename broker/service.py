@@ -208,10 +208,10 @@ class BrokerService:
         sl.restarts += 1
         self.supervisor.schedule(w, delay, lambda w: self._spawn(sl, w))
 
-    def pid_of(self, sl: SlotBook) -> int:
+    def worker_of(self, sl: SlotBook) -> Worker | None:
         if sl.remote or self.supervisor is None or sl.index >= len(self.supervisor.workers):
-            return 0
-        return self.supervisor.workers[sl.index].pid
+            return None
+        return self.supervisor.workers[sl.index]
 
     def worker_pids(self) -> list[int]:
         if self.supervisor is None:

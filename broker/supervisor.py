@@ -25,7 +25,8 @@ from collections.abc import Callable
 
 from framecrypt.conf import Settings
 from framecrypt.transports import hygiene
-from framecrypt.transports.shm import RingAllocator, Segment
+from framecrypt.transports.ring import RingAllocator
+from framecrypt.transports.shm import Segment
 from framecrypt.workers.service import WorkerService
 
 __all__ = ["Supervisor", "Worker", "backoff"]
