@@ -39,6 +39,7 @@ from framecrypt.transports.to_broker import (
     Result,
     parse_to_broker,
 )
+from framecrypt.transports.to_worker import Config
 from framecrypt.workers.engine import EngineConfig
 
 Parts = Sequence[bytes | memoryview]
@@ -269,7 +270,7 @@ class BrokerService:
         seg = self.supervisor.workers[sl.index].rep_seg
         return seg.view if seg is not None else None
 
-    def send(self, sl: SlotBook, parts: list[bytes]) -> None:
+    def send(self, sl: SlotBook, parts: Sequence[bytes | memoryview]) -> None:
         sl.last_sent = self.now()
         if self.transport == "inline" and not sl.remote:
             assert self.supervisor is not None and self.loop is not None
@@ -346,7 +347,7 @@ class BrokerService:
         shm = None
         if not sl.remote and self.supervisor is not None:
             shm = self.supervisor.shm_config(self.supervisor.workers[sl.index])
-        self.send(sl, [wire.pack(wire.CONFIG, self.engine_cfg.as_wire(), shm)])
+        self.send(sl, Config(self.engine_cfg.as_wire(), shm).encode())
         sl.state = READY
         sl.ready_at = self.now()
         # replay the key directory of this slot's participants, then what it held

@@ -25,8 +25,10 @@ from collections.abc import Callable
 
 from framecrypt.conf import Settings
 from framecrypt.transports import hygiene
+from framecrypt.transports.memfd import RingPair
 from framecrypt.transports.ring import RingAllocator
-from framecrypt.transports.shm import Segment
+from framecrypt.transports.shm import Segment, memfd_supported
+from framecrypt.transports.to_worker import InheritedRings, Rings
 from framecrypt.workers.service import WorkerService
 
 __all__ = ["Supervisor", "Worker", "backoff"]
@@ -109,7 +111,10 @@ class Supervisor:
                "--interval", str(sup.heartbeat_interval_s),
                "--liveness", str(sup.heartbeat_liveness), "--parent", str(os.getpid()),
                "--sched", s.pool.worker_sched]
-        w.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True)
+        fds: tuple[int, ...] = ()
+        if w.req_seg is not None and w.rep_seg is not None and not w.req_seg.named:
+            fds = (w.req_seg.fd, w.rep_seg.fd)  # the rings, inherited (no names)
+        w.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, pass_fds=fds)
         w.pid = w.proc.pid
         try:
             w.pidfd = os.pidfd_open(w.pid)
@@ -121,6 +126,10 @@ class Supervisor:
     def _make_rings(self, w: Worker) -> tuple[RingAllocator, RingAllocator]:
         self.drop_rings(w)
         size = self.settings.shm.ring_bytes
+        if memfd_supported():  # no name anywhere: freed with the last process holding it
+            pair = RingPair.create(size, label=f"{self.tag}-{w.name}-{w.epoch}")
+            w.req_seg, w.rep_seg = pair.request, pair.reply
+            return RingAllocator(size), RingAllocator(size)
         d = self.settings.shm.dir
         names = [hygiene.segment_name(self.tag, w.index * 1000 + w.epoch % 1000, k)
                  for k in (hygiene.REQUEST, hygiene.REPLY)]
@@ -135,15 +144,18 @@ class Supervisor:
         for seg in (w.req_seg, w.rep_seg):
             if seg is not None:
                 seg.close()
-                if seg.unlink():
+                if seg.named and seg.unlink():
                     self.registry.discard(seg.path)
         w.req_seg = w.rep_seg = None
 
-    def shm_config(self, w: Worker) -> list[object] | None:
+    def shm_config(self, w: Worker) -> Rings | InheritedRings | None:
         """The CONFIG message's shm part: where the worker finds its rings."""
-        if w.req_seg is None or w.rep_seg is None:
+        req, rep = w.req_seg, w.rep_seg
+        if req is None or rep is None:
             return None
-        return [w.req_seg.name, w.rep_seg.name, w.req_seg.size, self.settings.shm.dir]
+        if not req.named:
+            return InheritedRings(req.fd, rep.fd, req.size)
+        return Rings(req.name, rep.name, req.size, self.settings.shm.dir)
 
     # --- death ---------------------------------------------------------------------------
 

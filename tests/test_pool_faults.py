@@ -5,6 +5,7 @@ shm/ipc files after close and after a SIGKILLed broker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from pool_helpers import frames, iv_of, key_for, open_sealed, rss_bytes, run, ta
 from framecrypt import Frame, Pool
 from framecrypt.errors import FramecryptError, Overloaded, WorkerLost
 from framecrypt.transports import hygiene, wire
+from framecrypt.transports.shm import memfd_supported
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -263,6 +265,20 @@ def test_garbage_on_the_sockets_changes_a_counter_and_nothing_else() -> None:
     run(main, timeout=60)
 
 
+# rings are anonymous memory (memfd) where the kernel has it: only the broker's socket
+# has a name; elsewhere 2 named segments per worker too
+NAMED_RINGS = 0 if memfd_supported() else 2
+
+
+def _memfds(pid: int) -> list[str]:
+    fds = f"/proc/{pid}/fd"
+    links = []
+    for fd in os.listdir(fds):
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(f"{fds}/{fd}"))
+    return sorted({x for x in links if x.startswith("/memfd:fc-")})
+
+
 def test_files_are_private_and_removed_on_close() -> None:
     async def main() -> None:
         pool = Pool(workers=2, transport="shm")
@@ -270,7 +286,11 @@ def test_files_are_private_and_removed_on_close() -> None:
         tag = pool.service.tag
         rdir = hygiene.runtime_dir()
         files = tagged_files(tag, "/dev/shm", rdir)
-        assert len(files) == 5  # 2 x (req, rep) segments + the broker socket
+        assert len(files) == 1 + 2 * NAMED_RINGS  # the broker socket (+ named rings)
+        if not NAMED_RINGS:
+            for pid in pool.worker_pids():  # each worker holds its two rings, unnamed
+                assert len(_memfds(pid)) == 2, _memfds(pid)
+            assert len(_memfds(os.getpid())) == 4  # and the broker all of them
         for path in files:
             assert os.stat(path).st_mode & 0o077 == 0
         await pool.close()
@@ -299,18 +319,19 @@ def test_sigkilled_broker_leaves_no_orphans_and_next_start_sweeps() -> None:
         line = proc.stdout.readline().split()
         tag, pids = line[0], [int(p) for p in line[1:]]
         rdir = hygiene.runtime_dir()
-        assert len(tagged_files(tag, "/dev/shm", rdir)) == 5
+        assert len(tagged_files(tag, "/dev/shm", rdir)) == 1 + 2 * NAMED_RINGS
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 10
         while any(_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not any(_alive(p) for p in pids), "workers outlived their broker"
-        assert len(tagged_files(tag, "/dev/shm", rdir)) == 5  # left behind by SIGKILL
+        # left behind by SIGKILL: the socket's name only (no ring, no plaintext)
+        assert len(tagged_files(tag, "/dev/shm", rdir)) == 1 + 2 * NAMED_RINGS
 
         async def restart() -> None:
             async with Pool(workers=1, transport="shm") as pool:
-                assert len([p for p in pool.swept if tag in p]) == 5
+                assert len([p for p in pool.swept if tag in p]) == 1 + 2 * NAMED_RINGS
         run(restart)
         assert tagged_files(tag, "/dev/shm", rdir) == []
     finally:

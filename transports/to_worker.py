@@ -113,18 +113,44 @@ class Rings:
 
 
 @dataclass(frozen=True, slots=True)
+class InheritedRings:
+    """A worker's two rings as anonymous memory (memfd) it inherited from the broker
+    at spawn: the descriptor numbers and the segments' size. Nothing has a name, so
+    nothing is left behind when the processes die (transports/memfd.py)."""
+
+    request_fd: int
+    reply_fd: int
+    size: int
+
+    @classmethod
+    def _from(cls, v: list[Any]) -> InheritedRings:
+        req, rep, size = v
+        req = check_int(req, "CONFIG ring fd", 0, (1 << 31) - 1)
+        rep = check_int(rep, "CONFIG ring fd", 0, (1 << 31) - 1)
+        if req == rep:
+            raise ProtocolError("CONFIG shm: one descriptor for both rings")
+        return cls(req, rep, check_int(size, "CONFIG ring size", 1, (1 << 63) - 1))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """``[V, CONFIG, settings, shm]``: engine settings (names from :data:`SETTINGS`)
-    and the rings, or ``None`` (payloads then travel in the messages)."""
+    and the rings — ``[request_fd, reply_fd, size]`` inherited memfds, or
+    ``[request, reply, size, dir]`` named segments (the fallback) — or ``None``
+    (payloads then travel in the messages)."""
 
     KIND: ClassVar[int] = wire.CONFIG
     settings: Mapping[str, Any]
-    shm: Rings | None = None
+    shm: Rings | InheritedRings | None = None
 
     def encode(self) -> Parts:
         s = self.shm
-        return [wire.pack(wire.CONFIG, dict(self.settings),
-                          None if s is None else [s.request, s.reply, s.size, s.dir])]
+        shm: list[Any] | None = None
+        if isinstance(s, Rings):
+            shm = [s.request, s.reply, s.size, s.dir]
+        elif s is not None:
+            shm = [s.request_fd, s.reply_fd, s.size]
+        return [wire.pack(wire.CONFIG, dict(self.settings), shm)]
 
     @classmethod
     def parse(cls, parts: Sequence[Any]) -> Config:
@@ -134,7 +160,11 @@ class Config:
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Config:
         settings, shm = header_fields(fields, 2, "CONFIG")
         check_parts(parts, 1, 1, "CONFIG")
-        return cls(_settings(settings), None if shm is None else Rings._from(shm))
+        if shm is None:
+            return cls(_settings(settings))
+        if isinstance(shm, list) and len(shm) == 3:
+            return cls(_settings(settings), InheritedRings._from(shm))
+        return cls(_settings(settings), Rings._from(shm))
 
 
 # --- frames ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from framecrypt.transports.to_worker import (
     Config,
     Control,
     ControlRejected,
+    InheritedRings,
     Packed,
     Ping,
     Stop,
@@ -91,7 +92,12 @@ class WorkerService:
         """A new engine and rings, or (when anything fails) the old ones untouched."""
         engine = Engine(EngineConfig.from_wire(dict(cfg.settings)))
         req = rep = None
-        if cfg.shm is not None:
+        if isinstance(cfg.shm, InheritedRings):  # memfds inherited at spawn (no names)
+            from framecrypt.transports.memfd import RingPair
+
+            pair = RingPair.attach((cfg.shm.request_fd, cfg.shm.reply_fd), cfg.shm.size)
+            req, rep = pair.request, pair.reply
+        elif cfg.shm is not None:
             from framecrypt.transports.shm import Segment
 
             rings = cfg.shm
