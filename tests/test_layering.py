@@ -84,12 +84,11 @@ def test_sans_io_modules_import_no_io(module: str) -> None:
 def test_sans_io_sources_read_no_clock_or_randomness(module: str) -> None:
     import importlib
     import pathlib
-
     import re
 
     path = pathlib.Path(importlib.import_module(module).__file__ or "")
     text = re.sub(r'"""(.|\n)*?"""', "", path.read_text())  # docstrings may say "time."
-    for n, line in enumerate(text.splitlines(), 1):
+    for line in text.splitlines():
         code = line.split("#", 1)[0]
         for bad in CLOCKS:
             assert not re.search(bad, code), f"{path.name}: reads a clock: {line!r}"
