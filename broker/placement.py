@@ -106,8 +106,9 @@ class Placement:
     participant has key operations or its streams have frames at a worker."""
 
     def __init__(self, policy: str, model: PlacementModel, *, inline_budget: float,
-                 sframe_suite: int | None, counter_iv: bool) -> None:
+                 inline_max_bytes: int, sframe_suite: int | None, counter_iv: bool) -> None:
         self.policy = policy
+        self.inline_max_bytes = inline_max_bytes
         self.model = model
         self.inline_budget = inline_budget
         # SFrame opening moves replay windows (only workers hold those); LiveKit IVs
@@ -118,7 +119,7 @@ class Placement:
         self.spent = 0.0
 
     def inline(self, kind: Kind, *, decrypt: bool, keys_pending: bool, stream_busy: bool,
-               workers_busy: bool, now: float) -> bool:
+               workers_busy: bool, now: float, mean_size: int) -> bool:
         if self.policy == "pool" or keys_pending:
             return False
         if decrypt and not self.open_inline:
@@ -127,6 +128,8 @@ class Placement:
             return False  # the stream has frames at a worker: keep its order
         if self.policy == "inline":
             return True
+        if mean_size > self.inline_max_bytes:
+            return False
         choice = self.model.choose(kind)
         if choice == "budget":
             return self.within_budget(now) or workers_busy

@@ -100,6 +100,7 @@ class Pool:
         model = PlacementModel(oversubscribed=n + 1 > (os.cpu_count() or 1))
         self._placement = Placement(self.placement, model,
                                     inline_budget=s.placement.inline_budget,
+                                    inline_max_bytes=s.placement.inline_max_bytes,
                                     sframe_suite=s.sframe.suite if sframe else None,
                                     counter_iv=counter_iv)
         self._events = EventHub(led.counters)
@@ -422,7 +423,7 @@ class Pool:
         if self._placement.inline(run.kind, decrypt=op == DECRYPT,
                                   keys_pending=led.controls_pending(pidx),
                                   stream_busy=led.stream_busy(run), workers_busy=busy,
-                                  now=now):
+                                  now=now, mean_size=run.nbytes // n):
             self._inline(run)
         else:
             led.admit(run)

@@ -418,6 +418,10 @@ class BrokerService:
             local = ("keyset", (pidx, name, index, material, outcome.algorithm, 0,
                                 make_current))
         elif isinstance(outcome, RatchetDone):
+            if not self._plausible(pidx, a[1], outcome.generation):
+                self.ledger.counters["protocol_errors"] += 1
+                self.ledger.control_done(ctl, None, ProtocolError("ratchet generation"))
+                return
             keys.ratcheted(pidx, a[1], outcome.generation, make_current=False)
             local = ("ratchet_to", (pidx, a[1], outcome.generation))
             result = [outcome.generation]
@@ -449,6 +453,14 @@ class BrokerService:
         fut = self.loop.run_in_executor(self._keyops, self.inline.apply, *op)
         fut.add_done_callback(done)
 
+    def _plausible(self, pidx: int, index: int, generation: int) -> bool:
+        """A worker can only move a key forward by a ratchet or a receiver ratchet
+        within the ratchet window; a claim beyond that (a buggy or hostile worker)
+        would make the inline engine derive without bound."""
+        known = self.keys.generation(pidx, index)
+        return known is not None and \
+            generation <= known + max(1, self.engine_cfg.ratchet_window)
+
     def _on_event(self, msg: Event) -> None:
         led, pidx = self.ledger, msg.pidx
         if pidx >= len(led.names):
@@ -456,6 +468,8 @@ class BrokerService:
         name = led.names[pidx]
         if msg.kind == "ratcheted":
             index, generation = msg.args
+            if not self._plausible(pidx, index, generation):
+                raise ProtocolError("a receiver ratchet beyond the ratchet window")
             if self.keys.ratcheted(pidx, index, generation, make_current=True) and \
                     self.follow_keys:
                 self.hold_local(pidx, ("ratchet_to", (pidx, index, generation)))

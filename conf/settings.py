@@ -244,7 +244,7 @@ class PlacementSettings(_Section):
     """``[placement]``: the ``auto`` placement policy."""
 
     SECTION: ClassVar[str] = "placement"
-    inline_max_bytes: int = _f(16 * KiB, "size", lo=0, hi=GiB, note="0 = never inline")
+    inline_max_bytes: int = _f(4 * MiB, "size", lo=0, hi=GiB, note="0 = never inline")
     inline_budget: float = _f(0.5, "float", lo=0, hi=1)
 
 
