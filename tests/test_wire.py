@@ -31,7 +31,6 @@ from framecrypt.transports.to_broker import (
 )
 from framecrypt.transports.to_worker import (
     SETTINGS,
-    Batch,
     Config,
     Control,
     ControlRejected,
@@ -48,8 +47,10 @@ from framecrypt.workers.livekit import events as lk_events
 P = wire.pack
 CFG = EngineConfig().as_wire()
 RINGS = Rings("fc-1-req", "fc-1-rep", 1 << 20, "/dev/shm")
-DESC = wire.REQ.pack(1, 0, 1, 7, 0xDEADBEEF, 3000, 2**40, 0, 5, 0, 100) + \
-    wire.REQ.pack(2, 5, 0, 7, 1, 2, 3, 5, 4, 100, 4)
+# what an old peer sent in a (retired) BATCH: two 40-byte per-frame descriptors
+OLD_REQ = struct.Struct("<BBBxIIIQIIII")
+DESC = OLD_REQ.pack(1, 0, 1, 7, 0xDEADBEEF, 3000, 2**40, 0, 5, 0, 100) + \
+    OLD_REQ.pack(2, 5, 0, 7, 1, 2, 3, 5, 4, 100, 4)
 HEADS = [[wire.OP_ENCRYPT, 3, 2**47, 2, 0, 64], [wire.OP_DECRYPT, 4, 0, 1, 9, 4096]]
 COLS = struct.pack("<3I", 4, 5, 6) + struct.pack("<3I", 1, 2, 3) * 2 + bytes([0, 2, 5]) + \
     bytes([1, 0, 1])
@@ -60,8 +61,6 @@ KEYSET = ("p", 3, b"k" * 32, "hkdf", 0, True)  # after pidx
 TO_WORKER: list[tuple[Any, list[Any]]] = [
     (Config(CFG, RINGS), [P(wire.CONFIG, CFG, ["fc-1-req", "fc-1-rep", 1 << 20, "/dev/shm"])]),
     (Config({}, None), [P(wire.CONFIG, {}, None)]),
-    (Batch(9, 2, DESC, b"x" * 9), [P(wire.BATCH, 9, 2), DESC, b"x" * 9]),
-    (Batch(2**64 - 1, 2, DESC), [P(wire.BATCH, 2**64 - 1, 2), DESC]),
     (Packed(5, 3, 0xFFFFFFFF, tuple(SegmentHead(*h) for h in HEADS), COLS),
      [P(wire.PACKED, 5, 3, 0xFFFFFFFF, HEADS), COLS]),
     (Packed(6, 3, -1, tuple(SegmentHead(*h) for h in HEADS), COLS, b"p" * 15),
@@ -79,12 +78,12 @@ TO_WORKER: list[tuple[Any, list[Any]]] = [
 ]
 TO_BROKER: list[tuple[Any, list[Any]]] = [
     (Ready(4242, 1), [P(wire.READY, 4242, 1)]),
-    (Result(3, 2, RES), [P(wire.RESULT, 3, 2), RES]),
-    (Result(3, 2, RES, b"overflow"), [P(wire.RESULT, 3, 2), RES, b"overflow"]),
-    (Result(4, 2, RES, b"", None, (30, 0), ((), ((1, 2),)), 12.5),
+    (Result(4, 2, RES, b"", (30, 0), ((), ((1, 2),)), 12.5),
      [P(wire.RESULT, 4, 2, [30, 0], [[], [[1, 2]]], 12.5), RES, b""]),
-    (Result(4, 2, RES, b"o", b"outputs", (30,), ((),), 0.0),
+    (Result(4, 2, RES, b"o", (30,), ((),), 0.0, b"outputs"),
      [P(wire.RESULT, 4, 2, [30], [[]], 0.0), RES, b"o", b"outputs"]),
+    (Result(2**64 - 1, 2, RES, b"overflow", (1, 2), ((), ()), 3.0),
+     [P(wire.RESULT, 2**64 - 1, 2, [1, 2], [[], []], 3.0), RES, b"overflow"]),
     (Ack(1, True, ("hkdf",)), [P(wire.ACK, 1, True, "hkdf")]),
     (Ack(2, True, (4,)), [P(wire.ACK, 2, True, 4)]),
     (Ack(3, True, ()), [P(wire.ACK, 3, True)]),
@@ -121,6 +120,27 @@ def test_each_direction_refuses_the_others_kinds() -> None:
             parse_to_worker(old)
     with pytest.raises(ProtocolError):
         Ping.parse(Stop().encode())
+
+
+def test_the_retired_batch_is_refused() -> None:
+    """Kind 2 (the per-frame BATCH) is retired: its number stays reserved, but no
+    receiver takes it, so an old peer gets a clean ProtocolError; likewise the short
+    RESULT that answered it."""
+    assert wire.BATCH == 2 and wire.BATCH not in wire.KINDS
+    assert not hasattr(wire, "REQ")
+    old = [P(wire.BATCH, 9, 2), DESC, b"x" * 9]
+    for parse in (wire.unpack, lambda h: wire.header_of([h])):
+        with pytest.raises(ProtocolError, match="unknown message kind"):
+            parse(old[0])
+    for parts in (old, old[:2]):
+        for parse_any in (parse_to_worker, parse_to_broker):
+            with pytest.raises(ProtocolError) as e:
+                parse_any(parts)
+            assert not isinstance(e.value, ControlRejected)
+    with pytest.raises(ProtocolError, match="RESULT: 2 header fields, expected 5"):
+        parse_to_broker([P(wire.RESULT, 3, 2), RES, b"overflow"])
+    with pytest.raises(ProtocolError):
+        Result.parse([P(wire.RESULT, 3, 2), RES])
 
 
 def test_blobs_are_not_copied() -> None:
@@ -186,17 +206,9 @@ BAD_TO_WORKER: list[tuple[str, list[Any]]] = [
     ("CONFIG shm same", [P(wire.CONFIG, {}, ["a", "a", 4096, "/dev/shm"])]),
     ("CONFIG shm NUL", [P(wire.CONFIG, {}, ["a\0", "b", 4096, "/dev/shm"])]),
     ("CONFIG shm name int", [P(wire.CONFIG, {}, [1, "b", 4096, "/dev/shm"])]),
-    ("BATCH arity", [P(wire.BATCH, 1), DESC]),
-    ("BATCH no descriptors", [P(wire.BATCH, 1, 2)]),
-    ("BATCH 4 parts", [P(wire.BATCH, 1, 2), DESC, b"", b""]),
-    ("BATCH count 0", [P(wire.BATCH, 1, 0), b""]),
-    ("BATCH count 2**32", [P(wire.BATCH, 1, 2**32), DESC]),
-    ("BATCH count bool", [P(wire.BATCH, 1, True), DESC[:40]]),
-    ("BATCH id negative", [P(wire.BATCH, -1, 2), DESC]),
-    ("BATCH truncated", [P(wire.BATCH, 1, 2), DESC[:-1]]),
-    ("BATCH op 3", [P(wire.BATCH, 1, 1), bytes([3]) + DESC[1:40]]),
-    ("BATCH codec 6", [P(wire.BATCH, 1, 1), DESC[:1] + bytes([6]) + DESC[2:40]]),
-    ("BATCH descriptors str", [P(wire.BATCH, 1, 1), "x" * 40]),
+    # the retired per-frame BATCH, well formed as old peers sent it
+    ("BATCH (retired)", [P(wire.BATCH, 9, 2), DESC, b"x" * 9]),
+    ("BATCH (retired) in shm", [P(wire.BATCH, 2**64 - 1, 2), DESC]),
     ("PACKED arity", [P(wire.PACKED, 5, 3, -1), COLS]),
     ("PACKED no columns", [P(wire.PACKED, 5, 3, -1, HEADS)]),
     ("PACKED count 0", [P(wire.PACKED, 5, 0, -1, []), b""]),
@@ -254,26 +266,33 @@ BAD_TO_BROKER: list[tuple[str, list[Any]]] = [
     ("READY arity", [P(wire.READY, 1)]),
     ("READY pid negative", [P(wire.READY, -1, 0)]),
     ("READY slot 2**32", [P(wire.READY, 1, 2**32)]),
-    ("RESULT no records", [P(wire.RESULT, 3, 2)]),
+    # the short header that answered the retired BATCH, well formed as old workers sent it
+    ("RESULT short (BATCH answer)", [P(wire.RESULT, 3, 2), RES]),
+    ("RESULT short (BATCH answer), overflow", [P(wire.RESULT, 3, 2), RES, b"overflow"]),
+    ("RESULT short (BATCH answer), empty overflow", [P(wire.RESULT, 3, 2), RES, b""]),
+    ("RESULT no records", [P(wire.RESULT, 3, 2, [30], [[]], 1.0)]),
     ("RESULT arity", [P(wire.RESULT, 3, 2, [30]), RES, b""]),
-    ("RESULT count mismatch", [P(wire.RESULT, 3, 3), RES]),
-    ("RESULT count 0", [P(wire.RESULT, 3, 0), b""]),
-    ("RESULT status 9", [P(wire.RESULT, 3, 1), wire.RES.pack(9, 0, 0)]),
-    ("RESULT status retry", [P(wire.RESULT, 3, 1), wire.RES.pack(wire.ST_RETRY, 0, 0)]),
-    ("RESULT 4 parts", [P(wire.RESULT, 3, 2), RES, b"", b""]),
-    ("packed RESULT no overflow", [P(wire.RESULT, 4, 2, [30], [[]], 1.0), RES]),
-    ("packed RESULT used negative", [P(wire.RESULT, 4, 2, [-1], [[]], 1.0), RES, b""]),
-    ("packed RESULT used empty", [P(wire.RESULT, 4, 2, [], [], 1.0), RES, b""]),
-    ("packed RESULT used > count", [P(wire.RESULT, 4, 2, [1, 1, 1], [[], [], []], 1.0),
-                                    RES, b""]),
-    ("packed RESULT used bool", [P(wire.RESULT, 4, 2, [True], [[]], 1.0), RES, b""]),
-    ("packed RESULT floors short", [P(wire.RESULT, 4, 2, [1, 2], [[]], 1.0), RES, b""]),
-    ("packed RESULT floor triple", [P(wire.RESULT, 4, 2, [1], [[[1, 2, 3]]], 1.0), RES, b""]),
-    ("packed RESULT floor str", [P(wire.RESULT, 4, 2, [1], [[["k", 2]]], 1.0), RES, b""]),
-    ("packed RESULT cpu negative", [P(wire.RESULT, 4, 2, [1], [[]], -1.0), RES, b""]),
-    ("packed RESULT cpu inf", [P(wire.RESULT, 4, 2, [1], [[]], math.inf), RES, b""]),
-    ("packed RESULT cpu str", [P(wire.RESULT, 4, 2, [1], [[]], "1"), RES, b""]),
-    ("packed RESULT 5 parts", [P(wire.RESULT, 4, 2, [1], [[]], 1.0), RES, b"", b"", b""]),
+    ("RESULT arity 7", [P(wire.RESULT, 3, 2, [30], [[]], 1.0, 0), RES, b""]),
+    ("RESULT count mismatch", [P(wire.RESULT, 3, 3, [30], [[]], 1.0), RES, b""]),
+    ("RESULT count 0", [P(wire.RESULT, 3, 0, [30], [[]], 1.0), b"", b""]),
+    ("RESULT status 9", [P(wire.RESULT, 3, 1, [0], [[]], 1.0), wire.RES.pack(9, 0, 0), b""]),
+    ("RESULT status retry", [P(wire.RESULT, 3, 1, [0], [[]], 1.0),
+                             wire.RES.pack(wire.ST_RETRY, 0, 0), b""]),
+    ("RESULT no overflow", [P(wire.RESULT, 4, 2, [30], [[]], 1.0), RES]),
+    ("RESULT used negative", [P(wire.RESULT, 4, 2, [-1], [[]], 1.0), RES, b""]),
+    ("RESULT used empty", [P(wire.RESULT, 4, 2, [], [], 1.0), RES, b""]),
+    ("RESULT used > count", [P(wire.RESULT, 4, 2, [1, 1, 1], [[], [], []], 1.0), RES, b""]),
+    ("RESULT used bool", [P(wire.RESULT, 4, 2, [True], [[]], 1.0), RES, b""]),
+    ("RESULT used None", [P(wire.RESULT, 4, 2, None, [[]], 1.0), RES, b""]),
+    ("RESULT floors short", [P(wire.RESULT, 4, 2, [1, 2], [[]], 1.0), RES, b""]),
+    ("RESULT floors None", [P(wire.RESULT, 4, 2, [1], None, 1.0), RES, b""]),
+    ("RESULT floor triple", [P(wire.RESULT, 4, 2, [1], [[[1, 2, 3]]], 1.0), RES, b""]),
+    ("RESULT floor str", [P(wire.RESULT, 4, 2, [1], [[["k", 2]]], 1.0), RES, b""]),
+    ("RESULT cpu negative", [P(wire.RESULT, 4, 2, [1], [[]], -1.0), RES, b""]),
+    ("RESULT cpu inf", [P(wire.RESULT, 4, 2, [1], [[]], math.inf), RES, b""]),
+    ("RESULT cpu str", [P(wire.RESULT, 4, 2, [1], [[]], "1"), RES, b""]),
+    ("RESULT cpu None", [P(wire.RESULT, 4, 2, [1], [[]], None), RES, b""]),
+    ("RESULT 5 parts", [P(wire.RESULT, 4, 2, [1], [[]], 1.0), RES, b"", b"", b""]),
     ("ACK arity", [P(wire.ACK, 1)]),
     ("ACK ok int", [P(wire.ACK, 1, 1)]),
     ("ACK seq negative", [P(wire.ACK, -1, True)]),
@@ -333,7 +352,7 @@ _values = st.recursive(_leaves, lambda inner: st.one_of(
     st.lists(inner, max_size=6),
     st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(sorted(SETTINGS))), inner,
                     max_size=4)), max_leaves=24)
-_kinds = st.one_of(st.sampled_from(sorted(wire.KINDS)), _ints)
+_kinds = st.one_of(st.sampled_from(sorted(wire.KINDS | {wire.BATCH})), _ints)
 _headers = st.one_of(
     st.builds(lambda k, rest: [wire.VERSION, k, *rest], _kinds, st.lists(_values, max_size=8)),
     _values)
@@ -372,7 +391,7 @@ _messages = st.one_of(
 @given(_messages)
 def test_any_input_parses_into_a_typed_message_or_raises_protocol_error(parts: list[Any]
                                                                         ) -> None:
-    for parse, kinds in ((parse_to_worker, (Config, Batch, Packed, Control, Ping, Stop)),
+    for parse, kinds in ((parse_to_worker, (Config, Packed, Control, Ping, Stop)),
                          (parse_to_broker, (Ready, Result, Ack, Event, Pong))):
         try:
             msg = parse(parts)

@@ -39,20 +39,21 @@ Every worker has two segments (:class:`RingPair`), created by the broker and
 mapped by the worker, which refuses memory that is not ours and private (named:
 owner and mode; anonymous: sealed memfd of the agreed size). The broker keeps one
 :class:`RingAllocator` per segment; the worker never allocates, it only follows the
-offsets in the descriptors it receives.
+offsets in the PACKED messages it receives (each segment's ``in_base`` and
+``out_base``).
 
 - **Request ring** (broker writes, worker reads). For each batch the broker calls
   ``off = req.alloc(total)`` once (``None`` means the ring is full: backpressure,
   hold the batch or reject, never wait inside the allocator), copies each payload
-  in with ``req_seg.view[off + i:off + i + len(data)] = data`` and sends the
-  descriptors ``(offset, length)`` over ZeroMQ. The worker reads
-  ``req_seg.region(offset, length)`` (bounds-checked: a bad descriptor is a typed
-  error, not a short slice).
+  in with ``req_seg.view[off + i:off + i + len(data)] = data`` and sends one PACKED
+  message over ZeroMQ: per segment the base offset, per frame the length. The worker
+  checks that every segment lies in the ring before it reads any (a segment outside
+  is a protocol error, not a short slice).
 - **Reply ring** (worker writes, broker reads). When the broker dispatches the batch
   it also reserves the replies' space, ``roff = rep.alloc(total_out)`` (the output
   size of every frame is known up front: input ± the format's fixed overhead), and
-  puts the reply offsets in the descriptors. The worker seals or opens straight
-  into ``rep_seg.region(roff, rlen)`` (``encrypt_into``/``decrypt_into``) and
+  puts the reply offsets in the segments (``out_base``). The worker seals or opens
+  straight into ``rep_seg.region(roff, rlen)`` (``encrypt_into``/``decrypt_into``) and
   answers with the lengths written. To take both spans or neither, check
   ``req.max_alloc >= total and rep.max_alloc >= total_out`` first (``max_alloc``
   is exact, so both ``alloc`` calls then succeed); there is no undo of an

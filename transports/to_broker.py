@@ -8,8 +8,8 @@ The parse contract is the one of :mod:`.to_worker`: a message parses fully into 
 typed object or :class:`~framecrypt.errors.ProtocolError` is raised, never another
 exception. It is strict enough that the broker can trust every field it reads:
 ints are ints in their range (``bool`` is not one), a RESULT's record blob is
-``12 · count`` bytes with only the statuses a worker writes, a packed RESULT has one
-``used`` and one floor list per segment, ``cpu_us`` is finite and not negative, an
+``12 · count`` bytes with only the statuses a worker writes, a RESULT has one ``used``
+and one floor list per segment, ``cpu_us`` is finite and not negative, an
 EVENT has the arguments of its kind. Two things only the broker knows stay its job,
 with help from here: which op an ACK answers (:meth:`Ack.outcome` checks the result
 against it) and where its reply regions are (result record offsets are not checked
@@ -73,42 +73,30 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """The answer to a BATCH or a PACKED batch.
-
-    BATCH: ``[V, RESULT, batch_id, count]`` + ``results`` (``count`` :data:`wire.RES`
-    records) + ``overflow`` (outputs that did not fit their reply region, or all of
-    them without shm; may be absent). PACKED: ``[V, RESULT, batch_id, count, used,
-    floors, cpu_us]`` + ``results`` + ``overflow`` (always there, maybe empty) +
+    """The answer to a PACKED batch: ``[V, RESULT, batch_id, count, used, floors,
+    cpu_us]`` + ``results`` (``count`` :data:`wire.RES` records) + ``overflow``
+    (outputs that did not fit their reply region; always there, maybe empty) +
     ``outputs`` without shm (the segments' outputs back to back). Per segment:
     ``used`` reply bytes written, ``floors`` the SFrame ``(kid, highest counter
     opened)`` pairs of its participant (empty unless opening SFrame); ``cpu_us`` the
-    worker's CPU time for the message.
+    worker's CPU time for the message. (The short header that answered the retired
+    BATCH, ``[V, RESULT, batch_id, count]``, does not parse.)
     """
 
     KIND: ClassVar[int] = wire.RESULT
     batch_id: int
     count: int
     results: Blob
-    overflow: Blob | None = None
+    overflow: Blob
+    used: tuple[int, ...]
+    floors: tuple[tuple[tuple[int, int], ...], ...]
+    cpu_us: float
     outputs: Blob | None = None
-    used: tuple[int, ...] | None = None
-    floors: tuple[tuple[tuple[int, int], ...], ...] | None = None
-    cpu_us: float | None = None
-
-    @property
-    def packed(self) -> bool:
-        """The answer to a PACKED batch (``used``, ``floors`` and ``cpu_us`` are set)."""
-        return self.used is not None
 
     def encode(self) -> Parts:
-        if self.used is None:
-            out: Parts = [wire.pack(wire.RESULT, self.batch_id, self.count), self.results]
-            if self.overflow is not None:
-                out.append(self.overflow)
-            return out
-        out = [wire.pack(wire.RESULT, self.batch_id, self.count, self.used, self.floors or (),
-                         self.cpu_us or 0.0),
-               self.results, self.overflow if self.overflow is not None else b""]
+        out: Parts = [wire.pack(wire.RESULT, self.batch_id, self.count, self.used, self.floors,
+                                self.cpu_us),
+                      self.results, self.overflow]
         if self.outputs is not None:
             out.append(self.outputs)
         return out
@@ -119,9 +107,8 @@ class Result:
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Result:
-        packed = len(fields) == 6
-        batch_id, count, *extra = header_fields(fields, 5 if packed else 2, "RESULT")
-        check_parts(parts, 3 if packed else 2, 4 if packed else 3, "RESULT")
+        batch_id, count, used, floors, cpu_us = header_fields(fields, 5, "RESULT")
+        check_parts(parts, 3, 4, "RESULT")
         check_int(batch_id, "RESULT batch_id")
         check_int(count, "RESULT count", 1, U32_MAX)
         res = as_blob(parts[1], "RESULT records")
@@ -129,10 +116,7 @@ class Result:
             raise ProtocolError("RESULT records do not match the count")
         if column(res, 0, wire.RES.size).translate(None, _STATUSES):
             raise ProtocolError("RESULT: a status no worker writes")
-        overflow = as_blob(parts[2], "RESULT overflow") if len(parts) > 2 else None
-        if not packed:
-            return cls(batch_id, count, res, overflow)
-        used, floors, cpu_us = extra
+        overflow = as_blob(parts[2], "RESULT overflow")
         check_list(used, "RESULT used")
         if not 1 <= len(used) <= count or \
                 not all(type(u) is int and 0 <= u <= U64_MAX for u in used):
@@ -143,9 +127,9 @@ class Result:
         if cpu < 0:
             raise ProtocolError("RESULT cpu_us: negative")
         outputs = as_blob(parts[3], "RESULT outputs") if len(parts) > 3 else None
-        return cls(batch_id, count, res, overflow, outputs, tuple(used),
+        return cls(batch_id, count, res, overflow, tuple(used),
                    tuple(() if f == [] else floor_pairs(f, "RESULT floor") for f in floors),
-                   float(cpu))
+                   float(cpu), outputs)
 
 
 # --- ACK ---------------------------------------------------------------------------------

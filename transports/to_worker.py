@@ -8,9 +8,9 @@ The parse contract: a message either parses fully into its typed object, every f
 checked, or :class:`~framecrypt.errors.ProtocolError` is raised, never another
 exception. Checked: the number of parts and of header fields; types (``bool`` is not
 an ``int``); ranges (u32 fields < 2³², u64 fields < 2⁶⁴, none negative unless said);
-blob sizes against the count (descriptors 40·count bytes, PACKED columns 14·count);
-ops and codec ids against their tables; segment sizes adding up to the count; the
-settings of a CONFIG and the arguments of each CONTROL op. Blobs are not copied. What
+the columns blob's size against the count (14·count bytes); ops and codec ids against
+their tables; segment sizes adding up to the count; the settings of a CONFIG and the
+arguments of each CONTROL op. Blobs are not copied. What
 only the worker can know stays its job: whether payloads and outputs lie inside the
 buffers it holds (:meth:`Packed.payload_sizes`), whether named segments exist.
 """
@@ -38,13 +38,11 @@ from framecrypt.transports.wire import (
     check_parts,
     check_str,
     check_u32,
-    column,
     header_fields,
     header_of,
 )
 
 _CODEC_IDS: Final = bytes(range(len(wire.CODECS)))  # for bytes.translate
-_OPS: Final = bytes((wire.OP_ENCRYPT, wire.OP_DECRYPT))
 KDFS: Final = ("pbkdf2", "hkdf")
 # the most ratchet steps a key may be at (Engine.control "keyset" refuses more): a worker
 # re-derives that many steps when it is handed the key, so a later generation could not
@@ -168,45 +166,6 @@ class Config:
 
 
 # --- frames ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """``[V, BATCH, batch_id, count]`` + descriptors (``count`` :data:`wire.REQ`
-    records) + the payload blob without shm. The legacy per-frame form: descriptor
-    offsets are checked per frame by the engine (``ST_MALFORMED``)."""
-
-    KIND: ClassVar[int] = wire.BATCH
-    batch_id: int
-    count: int
-    descriptors: Blob
-    payload: Blob | None = None
-
-    def encode(self) -> Parts:
-        out: Parts = [wire.pack(wire.BATCH, self.batch_id, self.count), self.descriptors]
-        if self.payload is not None:
-            out.append(self.payload)
-        return out
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Batch:
-        return cls._from(header_of(parts, cls.KIND), parts)
-
-    @classmethod
-    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Batch:
-        batch_id, count = header_fields(fields, 2, "BATCH")
-        check_parts(parts, 2, 3, "BATCH")
-        check_int(batch_id, "BATCH batch_id")
-        check_int(count, "BATCH count", 1, U32_MAX)
-        desc = as_blob(parts[1], "BATCH descriptors")
-        if len(desc) != wire.REQ.size * count:
-            raise ProtocolError("BATCH descriptors do not match the count")
-        if column(desc, 0, wire.REQ.size).translate(None, _OPS):
-            raise ProtocolError("BATCH: unknown op in a descriptor")
-        if column(desc, 1, wire.REQ.size).translate(None, _CODEC_IDS):
-            raise ProtocolError("BATCH: unknown codec id in a descriptor")
-        payload = as_blob(parts[2], "BATCH payload") if len(parts) == 3 else None
-        return cls(batch_id, count, desc, payload)
 
 
 class SegmentHead(NamedTuple):
@@ -441,14 +400,15 @@ class Stop:
         return cls()
 
 
-ToWorker: TypeAlias = Config | Batch | Packed | Control | Ping | Stop
+ToWorker: TypeAlias = Config | Packed | Control | Ping | Stop
 _KINDS: Final[Mapping[int, Any]] = {
-    c.KIND: c for c in (Config, Batch, Packed, Control, Ping, Stop)}
+    c.KIND: c for c in (Config, Packed, Control, Ping, Stop)}
 
 
 def parse_to_worker(parts: Sequence[Any]) -> ToWorker:
     """A broker → worker message, every field checked: :class:`Config`,
-    :class:`Batch`, :class:`Packed`, :class:`Control`, :class:`Ping` or :class:`Stop`.
+    :class:`Packed`, :class:`Control`, :class:`Ping` or :class:`Stop` (the retired
+    per-frame BATCH is refused like any unknown kind).
     Anything else raises :class:`ProtocolError` (:class:`ControlRejected` when a
     CONTROL's ``seq`` parsed: answer it with a failed ACK), never another exception."""
     fields = header_of(parts)
@@ -460,7 +420,7 @@ def parse_to_worker(parts: Sequence[Any]) -> ToWorker:
 
 
 __all__ = [
-    "CONTROL_ARGS", "KDFS", "MAX_GENERATION", "SETTINGS", "Batch", "Config", "Control",
+    "CONTROL_ARGS", "KDFS", "MAX_GENERATION", "SETTINGS", "Config", "Control",
     "ControlRejected", "Packed", "Ping", "Rings", "SegmentHead", "Stop", "ToWorker",
     "floor_pairs", "parse_to_worker",
 ]

@@ -2,14 +2,15 @@
 
 Every ZeroMQ message is multipart: ``[header, *blobs]``. ``header`` is a msgpack
 array ``[VERSION, kind, ...]``; blobs are raw bytes. Frames never get a Python object
-each on the wire: a batch carries one packed descriptor array (:data:`REQ`, 40 bytes a
-frame) and a reply one packed result array (:data:`RES`, 12 bytes a frame). Payloads
-travel in the per-worker shared-memory rings (``shm``) or in one payload blob
-(``ipc``/``tcp``); descriptors hold (offset, length) into whichever it is.
+each on the wire: PACKED is the only message that carries frames, a batch of columnar
+segments (one columns blob, 14 bytes a frame), and its RESULT one packed result array
+(:data:`RES`, 12 bytes a frame). Payloads travel in the per-worker shared-memory rings
+(``shm``) or in one payload blob (``ipc``/``tcp``); segments hold their base offsets
+into whichever it is. (Kind 2, the per-frame BATCH of 40-byte descriptors, is retired:
+:func:`unpack` refuses it.)
 
 broker → worker (typed: :mod:`.to_worker`)
   ``[V, CONFIG, settings: {name: value}, shm: [req_name, rep_name, size, dir] | None]``
-  ``[V, BATCH, batch_id, count]`` + descriptor blob (+ payload blob without shm)
   ``[V, PACKED, batch_id, count, epoch, [[op, participant, counter0, n, in_base,
   out_base], …]]`` + one columns blob: lengths, ssrcs, timestamps (u32 little-endian,
   ``count`` each), codecs, flags (u8, ``count`` each), the segments' frames in order
@@ -20,8 +21,6 @@ broker → worker (typed: :mod:`.to_worker`)
   ``[V, PING, t]`` heartbeat          ``[V, STOP]``
 worker → broker (typed: :mod:`.to_broker`)
   ``[V, READY, pid, slot]``
-  ``[V, RESULT, batch_id, count]`` + result blob (+ payload blob: outputs that did not
-  fit their reserved reply region, or every output without shm); a PACKED batch's
   ``[V, RESULT, batch_id, count, [used, …], [floors, …], cpu_us]`` (per segment:
   reply bytes written; SFrame opening: ``[[kid, highest counter opened], …]`` of its
   participant, else ``[]``; the worker's CPU time for the message, for placement)
@@ -50,7 +49,7 @@ VERSION: Final = 1
 
 # kinds
 CONFIG: Final = 1
-BATCH: Final = 2
+BATCH: Final = 2  # retired (the per-frame form): not in KINDS, so unpack refuses it
 CONTROL: Final = 3
 PING: Final = 4
 STOP: Final = 5
@@ -60,8 +59,8 @@ RESULT: Final = 17
 ACK: Final = 18
 EVENT: Final = 19
 PONG: Final = 20
-KINDS: Final = frozenset((CONFIG, BATCH, PACKED, CONTROL, PING, STOP, READY, RESULT, ACK,
-                          EVENT, PONG))
+KINDS: Final = frozenset((CONFIG, PACKED, CONTROL, PING, STOP, READY, RESULT, ACK, EVENT,
+                          PONG))
 
 # frame ops
 OP_ENCRYPT: Final = 1
@@ -73,9 +72,6 @@ CODEC_ID: Final = {c: i for i, c in enumerate(CODECS)}
 
 FLAG_KEYFRAME: Final = 0x01
 
-# request descriptor: op, codec, flags, pad, participant, ssrc, timestamp, counter,
-# in_off, in_len, out_off, out_cap
-REQ: Final = struct.Struct("<BBBxIIIQIIII")
 # result descriptor: status, pad, out_off, out_len (status 0 = ok)
 RES: Final = struct.Struct("<BxxxII")
 

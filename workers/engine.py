@@ -22,7 +22,6 @@ from framecrypt.errors import (
     FramecryptError,
     KeyInvalidated,
     MalformedFrame,
-    ProtocolError,
     ReplayedFrame,
     UnknownKey,
 )
@@ -38,8 +37,6 @@ from framecrypt.workers.sframe.ratchet import next_base_key
 U32 = 0xFFFFFFFF
 _TRAILER = struct.Struct(">IIIBB")
 
-# op, codec id, flags, participant, ssrc, timestamp, counter, in_off, in_len, out_off, out_cap
-Descriptor = tuple[int, int, int, int, int, int, int, int, int, int, int]
 REPLY_SLACK = 64  # reply bytes reserved per sealed frame beyond size + size // 64
 
 
@@ -356,81 +353,6 @@ class Engine:
                                       jitsi=self.jitsi)
         except FramecryptError:
             return None
-
-    # TODO(issue 13): deleted once workers/service.py drops BATCH (one pipeline)
-    def run(self, fields: Iterable[Descriptor], count: int, inp: memoryview,
-            out: memoryview | None, tick: Callable[[], None] | None = None
-            ) -> tuple[bytearray, list[bytes]]:
-        """Process one batch of ``count`` descriptors (tuples as :data:`wire.REQ`
-        unpacks them: ``wire.REQ.iter_unpack(blob)``). Outputs go into ``out`` at each
-        descriptor's reserved region when it fits, else into the returned overflow
-        list (``ST_INLINE``: ``out_off`` is then the offset into the concatenated
-        overflow blob). ``tick`` is called after every frame (the worker sends
-        heartbeats from it during long batches, e.g. PBKDF2 ratchets)."""
-        res = bytearray(wire.RES.size * count)
-        spill = Overflow()
-        pack = wire.RES.pack_into
-        # fast path (LiveKit/Jitsi, fixed clear header, reply in the ring): no method
-        # calls, no intermediate bytes; anything unusual falls through to the full path
-        fast = out is not None and not self.sframe and self.config.iv == "counter"
-        fixed = self._fixed_flat
-        tpack = _TRAILER.pack_into
-        inp_len = len(inp)
-        out_len = len(out) if out is not None else 0
-        last_pidx = -1
-        send_aead: Any = None
-        send_index = 0
-        k = -wire.RES.size
-        for (op, codec_id, flags, pidx, ssrc, ts, counter, in_off, in_len, out_off,
-             out_cap) in fields:
-            k += wire.RES.size
-            if k >= len(res):
-                raise ProtocolError("more descriptors than the count")
-            if fast and in_off + in_len <= inp_len:
-                nclear = fixed[(codec_id << 1 | flags & 1) & 511]
-                assert out is not None
-                if op == wire.OP_ENCRYPT and nclear is not None and nclear <= in_len and \
-                        counter <= U32 and in_len + 30 <= out_cap and \
-                        out_off + out_cap <= out_len:
-                    if pidx != last_pidx:
-                        last_pidx = pidx
-                        send_aead, send_index = self._send_key(pidx)
-                    if send_aead is not None:
-                        h_end = out_off + nclear
-                        end = h_end + in_len - nclear + 16
-                        out[out_off:h_end] = inp[in_off : in_off + nclear]
-                        tpack(out, end, ssrc & U32, ts & U32, counter, 12, send_index)
-                        send_aead.encrypt_into(out[end : end + 12],
-                                               inp[in_off + nclear : in_off + in_len],
-                                               out[out_off:h_end], out[h_end:end])
-                        pack(res, k, 0, out_off, in_len + 30)
-                        if tick is not None:
-                            tick()
-                        continue
-                elif op == wire.OP_DECRYPT and nclear is not None and \
-                        out_off + in_len <= out_len:
-                    n = self._open_fast(pidx, inp, in_off, in_len, nclear, out, out_off)
-                    if n >= 0:
-                        pack(res, k, 0, out_off, n)
-                        if tick is not None:
-                            tick()
-                        continue
-            if in_off + in_len > inp_len:
-                self.counts["errors"] += 1
-                pack(res, k, wire.ST_MALFORMED, 0, 0)
-                continue
-            region = None
-            if out is not None and out_off + out_cap <= out_len:
-                region = out[out_off : out_off + out_cap]
-            status, off, n = self._full(op, pidx, codec_id, flags, ssrc, ts, counter,
-                                        inp[in_off : in_off + in_len], region, spill, False)
-            pack(res, k, status, off + out_off if status == wire.ST_OK else off, n)
-            if tick is not None:
-                tick()
-        if k != len(res) - wire.RES.size:
-            raise ProtocolError("fewer descriptors than the count")
-        self.counts["frames"] += count
-        return res, spill.parts
 
     def run_packed(self, op: int, pidx: int, counter0: int, epoch: int,
                    lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],

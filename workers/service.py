@@ -22,7 +22,6 @@ from framecrypt.errors import FramecryptError, ProtocolError
 from framecrypt.transports import wire
 from framecrypt.transports.to_broker import Ack, Event, Pong, Result
 from framecrypt.transports.to_worker import (
-    Batch,
     Config,
     Control,
     ControlRejected,
@@ -67,8 +66,6 @@ class WorkerService:
                 return self._packed(msg)
             if type(msg) is Control:
                 return [self._control(msg)]
-            if type(msg) is Batch:
-                return self._batch(msg)
             if type(msg) is Ping:
                 return [Pong(msg.t).encode()]
             if type(msg) is Config:
@@ -139,14 +136,6 @@ class WorkerService:
             raise ProtocolError("a batch without its payload blob")
         return memoryview(payload), None
 
-    def _batch(self, msg: Batch) -> list[Parts]:
-        engine = self._engine("BATCH")
-        inp, out = self._buffers(msg.payload)
-        res, overflow = engine.run(wire.REQ.iter_unpack(msg.descriptors), msg.count, inp, out,
-                                   self.heartbeat)
-        spill = b"".join(overflow) if overflow or out is None else None
-        return self._reply(engine, Result(msg.batch_id, msg.count, bytes(res), spill))
-
     def _packed(self, msg: Packed) -> list[Parts]:
         engine = self._engine("PACKED")
         inp, rep = self._buffers(msg.payload)
@@ -189,7 +178,7 @@ class WorkerService:
         cpu_us = (time.process_time() - cpu0) * 1e6
         return self._reply(engine, Result(
             msg.batch_id, count, bytes(bytearray().join(results)), b"".join(spill.parts),
-            b"".join(outs) if rep is None else None, tuple(used), tuple(floors), cpu_us))
+            tuple(used), tuple(floors), cpu_us, b"".join(outs) if rep is None else None))
 
     def _reply(self, engine: Engine, result: Result) -> list[Parts]:
         """The engine's events since the last reply, then the result."""
