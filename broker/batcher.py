@@ -92,7 +92,7 @@ def take_piece(ledger: Ledger, run: Run, a: int, b: int, res: bytes, buf: bytes 
 
 def ring_limit(sl: SlotBook, max_bytes: int) -> int:
     """Payload bytes one message may carry: a quarter of the request ring with shm
-    (only descriptors travel over ZeroMQ), ``batch.max_bytes`` without."""
+    (only the columns travel over ZeroMQ), ``batch.max_bytes`` without."""
     return sl.req_ring.capacity // 4 if sl.req_ring is not None else max_bytes
 
 

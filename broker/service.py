@@ -371,8 +371,6 @@ class BrokerService:
 
     def _on_result(self, sl: SlotBook, msg: Result, now: float) -> None:
         led = self.ledger
-        if msg.used is None or msg.floors is None or msg.cpu_us is None:
-            raise ProtocolError("RESULT of a per-frame batch: the broker sends none")
         t0 = time.perf_counter()
         batch, dropped = led.answer_batch(sl, msg.batch_id, msg.count, len(msg.used), now)
         for d in dropped:
@@ -380,7 +378,7 @@ class BrokerService:
         try:
             batcher.deliver(led, self.keys, batch, bytes(msg.results), list(msg.used),
                             [list(f) for f in msg.floors], self._rep_view(sl),
-                            bytes(msg.overflow or b""),
+                            bytes(msg.overflow),
                             None if msg.outputs is None else bytes(msg.outputs), now)
         finally:
             led.batch_done(sl, batch, now)

@@ -121,3 +121,43 @@ def test_frame_batch_builders_raise_typed_errors() -> None:
         FrameBatch().append(b"x", ssrc=None)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         FrameBatch().append(b"x", codec=3)  # type: ignore[arg-type]
+
+
+def test_worker_replies_of_the_wrong_shape_fail_the_call_never_hang() -> None:
+    """An ACK whose result does not fit its op used to leave ``ratchet_key`` waiting
+    forever; a receiver-ratchet claim far beyond the window would make the inline
+    engine derive without bound. Both are protocol errors now."""
+    import os
+    import signal
+
+    from framecrypt.broker.runs import Control
+    from framecrypt.errors import ProtocolError
+    from framecrypt.transports.to_broker import Ack, Event
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm", placement="auto") as pool:
+            await pool.set_key("a", key_for("a"))
+            svc = pool.service
+            sl = svc.ledger.slots[0]
+            identity = svc.identity[0]
+            before = pool.stats()["protocol_errors"]
+            # a ratchet claim 60,000 generations ahead: refused, nothing derived
+            svc.on_message(identity, Event("ratcheted", 0, (0, 60000)).encode())
+            assert pool.stats()["protocol_errors"] == before + 1
+            assert svc.keys.generation(0, 0) == 0
+            (pid,) = pool.worker_pids()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                task = asyncio.ensure_future(pool.ratchet_key("a"))
+                await asyncio.sleep(0.05)
+                ctl = sl.inflight[0]
+                assert isinstance(ctl, Control) and ctl.op == "ratchet"
+                svc.on_message(identity, Ack(ctl.seq, True, ("hkdf",)).encode())
+                with pytest.raises(ProtocolError):
+                    await asyncio.wait_for(task, 1)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert pool.stats()["protocol_errors"] >= before + 2
+            f = GOOD
+            assert open_sealed("a", await pool.encrypt("a", f), f) == f.data
+    run(main)

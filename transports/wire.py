@@ -112,11 +112,6 @@ def unpack(header: bytes | memoryview) -> list[Any]:
     return msg[1:]
 
 
-def check_blob(blob: bytes | memoryview, record: struct.Struct, count: int) -> None:
-    if count < 0 or len(blob) != record.size * count:
-        raise ProtocolError("descriptor blob size does not match the count")
-
-
 # --- field checks shared by the typed messages (.to_worker, .to_broker) ---------------
 # Each returns the checked value or raises ProtocolError whose reason names the field,
 # never its value (values may be key bytes).

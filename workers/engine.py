@@ -1,5 +1,5 @@
 """The batch engine a crypto worker runs: per-participant contexts, key operations,
-and sealing/opening a batch of packed descriptors into the reply buffer.
+and sealing/opening columnar segments of frames into the reply buffer.
 
 Pure (no sockets, no clocks, no processes): the worker process feeds it messages, the
 broker's inline path and the ``inline`` transport call it directly.
@@ -152,13 +152,17 @@ class Engine:
             return raw, Kdf.jitsi()
         return resolve(material, kdf, self.config.ratchet_salt)
 
-    def control(self, op: str, args: list[Any]) -> list[Any]:
+    def control(self, op: str, args: list[Any], tick: Callable[[], None] | None = None
+                ) -> list[Any]:
         """Apply one key operation; returns the ACK payload, which never holds key
         material: ``keyset`` -> [kdf algorithm], ``ratchet`` -> [generation], others
-        -> []. Raises FramecryptError (or TypeError/ValueError on malformed args)."""
+        -> []. Raises FramecryptError (or TypeError/ValueError on malformed args).
+        ``tick`` runs after every derivation (a keyset of generation g ratchets g
+        times, each a PBKDF2 for passphrases): the worker's heartbeats go on."""
         if op == "keyset":
             pidx, name, index, material, kdf, generation, make_current = args
-            return self._keyset(pidx, name, index, material, kdf, generation, make_current)
+            return self._keyset(pidx, name, index, material, kdf, generation, make_current,
+                                tick)
         if op == "ratchet":
             pidx, index = args
             return [self._ratchet(pidx, index)]
@@ -196,7 +200,8 @@ class Engine:
         return None if ks is None else ks.generation
 
     def _keyset(self, pidx: int, name: str, index: int, material: bytes | str, kdf: str | None,
-                generation: int, make_current: bool) -> list[Any]:
+                generation: int, make_current: bool,
+                tick: Callable[[], None] | None = None) -> list[Any]:
         """Set ``material`` ratcheted ``generation`` steps at ``index``."""
         if not isinstance(generation, int) or not 0 <= generation <= 1 << 16:
             raise ValueError("bad generation")
@@ -205,6 +210,8 @@ class Engine:
             base = material.encode() if isinstance(material, str) else bytes(material)
             for _ in range(generation):
                 base = next_base_key(self.config.suite, base)
+                if tick is not None:
+                    tick()
             p.send_keys[index] = SFrameKey.derive(self.config.suite, base, index)
             p.materials[index] = (base, generation)
             if make_current:
@@ -215,6 +222,8 @@ class Engine:
         raw, k = self._kdf(kdf, material)
         ks = KeySet.derive(raw, k)
         for _ in range(generation):
+            if tick is not None:
+                tick()
             ks = ks.ratcheted()
         assert p.cryptor is not None
         p.cryptor.set_keyset(ks, index, make_current=make_current)
@@ -459,36 +468,6 @@ class Engine:
         self.counts["frames"] += count
         return res, spill.parts, o
 
-    def _open_fast(self, pidx: int, inp: memoryview, at: int, ln: int, nclear: int,
-                   out: memoryview, o: int) -> int:
-        """Open a LiveKit/Jitsi frame with a fixed clear header straight into
-        ``out[o:]`` when nothing unusual is going on (known key, no failures counted,
-        no LKTS/SIF trailer, tag valid); returns the plaintext length, or -1 for the
-        full path (which ratchets, counts and reports)."""
-        stop = at + ln
-        if ln < nclear + 30 or inp[stop - 2] != 12:
-            return -1
-        p = self.participants.get(pidx)
-        cryptor = p.cryptor if p is not None else None
-        if cryptor is None:
-            return -1
-        kid = inp[stop - 1]
-        ring = cryptor.ring
-        ks = ring.get(kid)
-        # (an "LKTS" trailer cannot get here: its byte -2 is "T", not the IV length 12)
-        if ks is None or (self._tolerant and ring.failures(kid)) or \
-                (self._sif and bytes(inp[stop - len(self._sif) : stop]) == self._sif):
-            return -1
-        plen = ln - nclear - 30
-        h = o + nclear
-        try:
-            ks.aead.decrypt_into(inp[stop - 14 : stop - 2], inp[at + nclear : stop - 14],
-                                 inp[at : at + nclear], out[h : h + plen])
-        except InvalidTag:
-            return -1
-        out[o:h] = inp[at : at + nclear]
-        return nclear + plen
-
     def _full(self, op: int, pidx: int, codec_id: int, flags: int, ssrc: int, ts: int,
               counter: int, data: memoryview, region: memoryview | None, spill: Overflow,
               stateless: bool) -> tuple[int, int, int]:
@@ -497,7 +476,7 @@ class Engine:
         offset into the overflow blob). Errors become status codes; no input raises."""
         try:
             if codec_id >= len(wire.CODECS):
-                raise MalformedFrame("bad descriptor")
+                raise MalformedFrame("bad frame fields")
             codec = wire.CODECS[codec_id]
             kf = bool(flags & wire.FLAG_KEYFRAME)
             if op == wire.OP_ENCRYPT:

@@ -114,7 +114,7 @@ class WorkerService:
             self.protocol_errors += 1
             return Ack(msg.seq, False, ("ProtocolError", "CONTROL before CONFIG")).encode()
         try:
-            result = self.engine.control(msg.op, list(msg.args))
+            result = self.engine.control(msg.op, list(msg.args), self.heartbeat)
         except ProtocolError as e:
             self.protocol_errors += 1
             return Ack(msg.seq, False, ("ProtocolError", e.reason)).encode()
