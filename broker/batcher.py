@@ -40,10 +40,11 @@ def _le(col: array[int]) -> bytes:
 
 def _bytes_out(res: bytes) -> int:
     """Output bytes of result records ``(status, offset, length)``, little-endian u32s."""
+    if _LITTLE:
+        return sum(memoryview(res).cast("I")[2::3])
     records = array("I")
     records.frombytes(res)
-    if not _LITTLE:
-        records.byteswap()
+    records.byteswap()
     return sum(records[2::3])
 
 
@@ -100,10 +101,23 @@ def encode(sl: SlotBook, sel: Selection, batch_id: int, epoch: int,
            view: memoryview | None) -> tuple[InFlight, list[bytes]] | None:
     """The PACKED message of ``sel`` and its in-flight record, with the payloads
     copied into ``view`` (the request ring) when the slot has rings; None when a ring
-    has no room now (nothing is changed)."""
-    out_total = 0
+    has no room now (nothing is changed). Consecutive runs of one participant and op
+    (with consecutive counters when sealing: e.g. many one-frame calls) travel as one
+    wire segment, so a worker's per-segment work is paid once for them."""
+    heads: list[list[int]] = []  # op, participant, counter0, n, nbytes (in, out later)
+    wire_of: list[int] = []
     for run, a, b in sel.segments:
-        out_total += reply_size(run.op, b - a, run.nbytes_of(a, b))
+        n, nbytes = b - a, run.nbytes_of(a, b)
+        c0 = run.counter0 + a if run.op == ENCRYPT else 0
+        h = heads[-1] if heads else None
+        if h is not None and h[0] == run.op and h[1] == run.pidx and \
+                (run.op != ENCRYPT or h[2] + h[3] == c0):
+            h[3] += n
+            h[4] += nbytes
+        else:
+            heads.append([run.op, run.pidx, c0, n, nbytes])
+        wire_of.append(len(heads) - 1)
+    out_total = sum(reply_size(h[0], h[3], h[4]) for h in heads)
     req_span = rep_span = None
     roff = ooff = 0
     if sl.req_ring is not None and sl.rep_ring is not None and view is not None:
@@ -117,11 +131,18 @@ def encode(sl: SlotBook, sel: Selection, batch_id: int, epoch: int,
             return None
         roff, ooff = got, got2
         req_span, rep_span = (roff, rn), (ooff, on)
-    heads: list[list[int]] = []
     out_starts: list[int] = []
+    pos, opos = roff, ooff
+    for h in heads:  # in_base, out_base: payloads and outputs back to back
+        out_starts.append(opos - ooff)
+        nbytes = h[4]
+        h[4] = pos
+        h.append(opos)
+        pos += nbytes
+        opos += reply_size(h[0], h[3], nbytes)
     cols: list[list[bytes | bytearray]] = [[], [], [], [], []]
     blobs: list[memoryview] = []
-    pos, opos = roff, ooff
+    pos = roff
     for run, a, b in sel.segments:
         bat = run.batch
         lo, hi = run.lo + a, run.lo + b
@@ -132,18 +153,14 @@ def encode(sl: SlotBook, sel: Selection, batch_id: int, epoch: int,
             view[pos : pos + d1 - d0] = data
         else:
             blobs.append(data)
-        heads.append([run.op, run.pidx, run.counter0 + a if run.op == ENCRYPT else 0,
-                      b - a, pos, opos])
-        out_starts.append(opos - ooff)
         pos += d1 - d0
-        opos += reply_size(run.op, b - a, d1 - d0)
         cols[0].append(_le(bat.lengths[lo:hi]))
         cols[1].append(_le(bat.ssrcs[lo:hi]))
         cols[2].append(_le(bat.timestamps[lo:hi]))
         cols[3].append(bat.codecs[lo:hi])
         cols[4].append(bat.flags[lo:hi])
     msg = InFlight(batch_id, sel.segments, sel.count, sel.nbytes, req_span, rep_span,
-                   out_starts, 0.0)
+                   out_starts, 0.0, wire_of)
     parts = [wire.pack(wire.PACKED, batch_id, sel.count, epoch, heads),
              b"".join([c for col in cols for c in col])]
     if req_span is None:
@@ -158,7 +175,7 @@ def deliver(ledger: Ledger, keys: KeyDirectory, msg: InFlight, res: bytes,
     records), ``used`` reply bytes per segment, SFrame ``floors`` per segment, the
     reply ring ``rep`` (or ``outputs``, the segments' outputs back to back, without
     rings) and the ``spill`` blob (outputs that did not fit their region)."""
-    if len(res) != wire.RES.size * msg.count or len(used) != len(msg.segments):
+    if len(res) != wire.RES.size * msg.count or len(used) != msg.nwire:
         raise ProtocolError("RESULT does not match its batch")
     if msg.rep_span is not None and rep is not None:
         starts = msg.out_starts
@@ -169,13 +186,14 @@ def deliver(ledger: Ledger, keys: KeyDirectory, msg: InFlight, res: bytes,
         starts = [0, *accumulate(used[:-1])]
         buf = outputs or b""
     k = 0
-    for s, (run, a, b) in enumerate(msg.segments):
+    for (run, a, b), s in zip(msg.segments, msg.wire_of, strict=True):
         k1 = k + (b - a) * wire.RES.size
         retry = take_piece(ledger, run, a, b, res[k:k1], buf, -starts[s], spill)
         k = k1
         for i in retry:  # workers answer every frame; a retry mark is a protocol error
             ledger.counters["protocol_errors"] += 1
             ledger.finish(run, i, ProtocolError("unexpected retry"), now, release=False)
-        if s < len(floors) and floors[s]:
-            keys.raise_floors(run.pidx, floors[s])
+    for s, pairs in enumerate(floors):
+        if pairs:
+            keys.raise_floors(msg.segments[msg.wire_of.index(s)][0].pidx, pairs)
 

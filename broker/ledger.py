@@ -418,7 +418,7 @@ class Ledger:
                                 e.batch_id == batch_id, now)
         msg = sl.inflight[0]
         assert isinstance(msg, InFlight)
-        if count != msg.count or nsegments != len(msg.segments):
+        if count != msg.count or nsegments != msg.nwire:
             raise ProtocolError("RESULT does not match its batch")
         return msg, dropped
 

@@ -23,6 +23,7 @@ figures follow the load.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -119,7 +120,7 @@ class Placement:
         self.spent = 0.0
 
     def inline(self, kind: Kind, *, decrypt: bool, keys_pending: bool, stream_busy: bool,
-               workers_busy: bool, now: float, mean_size: int) -> bool:
+               workers_busy: Callable[[], bool], now: float, mean_size: int) -> bool:
         if self.policy == "pool" or keys_pending:
             return False
         if decrypt and not self.open_inline:
@@ -132,7 +133,7 @@ class Placement:
             return False
         choice = self.model.choose(kind)
         if choice == "budget":
-            return self.within_budget(now) or workers_busy
+            return self.within_budget(now) or workers_busy()
         return choice == "inline"
 
     def within_budget(self, now: float) -> bool:

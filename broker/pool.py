@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from framecrypt.batch import BatchResult, FrameBatch
+from framecrypt.broker.batcher import take_piece
 from framecrypt.broker.events import EventHub, PoolEvent
 from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
@@ -49,7 +50,7 @@ from framecrypt.workers.engine import EngineConfig
 __all__ = ["LATENCY_BUCKETS_S", "Pool", "PoolEvent"]
 
 _KDFS = (None, "pbkdf2", "hkdf")
-_HEAVY = (wire.CODEC_ID["h264"], wire.CODEC_ID["h265"])
+_HEAVY = bytes((wire.CODEC_ID["h264"], wire.CODEC_ID["h265"]))
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -412,26 +413,32 @@ class Pool:
         counter0 = led.reserve_counters(pidx, n) if op == ENCRYPT else 0
         now = svc.now()
         run = Run(op, pidx, group, now, batch, offsets, lo, hi, counter0)
-        codecs = batch.codecs[lo:hi]
-        heavy = bool(codecs.count(_HEAVY[0]) or codecs.count(_HEAVY[1])
-                     or self._placement.heavy_suite)
+        if n == 1:
+            heavy = batch.codecs[lo] in _HEAVY or self._placement.heavy_suite
+        else:
+            codecs = batch.codecs[lo:hi]
+            heavy = bool(codecs.count(_HEAVY[0]) or codecs.count(_HEAVY[1])
+                         or self._placement.heavy_suite)
         run.kind = PlacementModel.kind(n, run.nbytes, heavy)
-        led.counters["frames_submitted"] += n
-        led.counters["bytes_in"] += run.nbytes
-        busy = sum(sl.frames for sl in led.slots) >= \
-            self.settings.batch.max_frames * len(led.slots)
+        counters = led.counters
+        counters["frames_submitted"] += n
+        counters["bytes_in"] += run.nbytes
         if self._placement.inline(run.kind, decrypt=op == DECRYPT,
                                   keys_pending=led.controls_pending(pidx),
-                                  stream_busy=led.stream_busy(run), workers_busy=busy,
-                                  now=now, mean_size=run.nbytes // n):
+                                  stream_busy=led.stream_busy(run),
+                                  workers_busy=self._workers_busy, now=now,
+                                  mean_size=run.nbytes // n):
             self._inline(run)
         else:
             led.admit(run)
             svc.schedule_flush()
 
-    def _inline(self, run: Run) -> None:
-        from framecrypt.broker.batcher import take_piece
+    def _workers_busy(self) -> bool:
+        """Every worker holds a full batch's worth already."""
+        slots = self._ledger.slots
+        return sum(sl.frames for sl in slots) >= self.settings.batch.max_frames * len(slots)
 
+    def _inline(self, run: Run) -> None:
         led = self._ledger
         res, out, spill, spent = self.service.inline.run(run)
         n = len(run)

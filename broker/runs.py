@@ -127,15 +127,16 @@ Segment = tuple[Run, int, int]  # frames [a, b) of a run
 
 
 class InFlight:
-    """One PACKED message at a worker: its segments, ring regions, and where each
-    segment's outputs start in the reply region."""
+    """One PACKED message at a worker: its runs' frame ranges, ring regions, and where
+    each wire segment's outputs start in the reply region."""
 
-    __slots__ = ("batch_id", "count", "nbytes", "out_starts", "rep_span", "req_span",
-                 "segments", "spent")
+    __slots__ = ("batch_id", "count", "nbytes", "nwire", "out_starts", "rep_span", "req_span",
+                 "segments", "spent", "wire_of")
 
     def __init__(self, batch_id: int, segments: list[Segment], count: int, nbytes: int,
                  req_span: tuple[int, int] | None, rep_span: tuple[int, int] | None,
-                 out_starts: list[int], spent: float) -> None:
+                 out_starts: list[int], spent: float,
+                 wire_of: list[int] | None = None) -> None:
         self.batch_id = batch_id
         self.segments = segments
         self.count = count
@@ -144,3 +145,7 @@ class InFlight:
         self.rep_span = rep_span
         self.out_starts = out_starts
         self.spent = spent  # seconds this process spent building it (placement costs)
+        # the wire segment each of ``segments`` travels in (runs of one participant and
+        # op with consecutive counters share one), and how many there are
+        self.wire_of = wire_of if wire_of is not None else list(range(len(segments)))
+        self.nwire = self.wire_of[-1] + 1 if self.wire_of else 0
