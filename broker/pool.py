@@ -499,6 +499,7 @@ class Pool:
             "bytes_in_flight": led.credit.bytes_out,
             "waiters": led.credit.waiting,
             "participants": len(led.names),
+            "participants_moving": len(led.moving),  # waiting to be idle to move
             "workers": [self._worker_stats(sl) for sl in led.slots],
             "transport": self.transport, "format": self.format, "placement": self.placement,
             # pool-path latency (submit -> outcome), counts per upper bound in seconds
