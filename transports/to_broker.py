@@ -29,6 +29,7 @@ from framecrypt.transports.wire import (
     U32_MAX,
     U64_MAX,
     Blob,
+    Message,
     Parts,
     as_blob,
     check_int,
@@ -50,7 +51,7 @@ _STATUSES: Final = bytes((wire.ST_OK, wire.ST_AUTH, wire.ST_UNKNOWN_KEY, wire.ST
 
 
 @dataclass(frozen=True, slots=True)
-class Ready:
+class Ready(Message):
     """``[V, READY, pid, slot]``: a worker is up (the first message of each one)."""
 
     KIND: ClassVar[int] = wire.READY
@@ -61,10 +62,6 @@ class Ready:
         return [wire.pack(wire.READY, self.pid, self.slot)]
 
     @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Ready:
-        return cls._from(header_of(parts, cls.KIND), parts)
-
-    @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Ready:
         pid, slot = header_fields(fields, 2, "READY")
         check_parts(parts, 1, 1, "READY")
@@ -72,7 +69,7 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
-class Result:
+class Result(Message):
     """The answer to a PACKED batch: ``[V, RESULT, batch_id, count, used, floors,
     cpu_us]`` + ``results`` (``count`` :data:`wire.RES` records) + ``overflow``
     (outputs that did not fit their reply region; always there, maybe empty) +
@@ -100,10 +97,6 @@ class Result:
         if self.outputs is not None:
             out.append(self.outputs)
         return out
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Result:
-        return cls._from(header_of(parts, cls.KIND), parts)
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Result:
@@ -169,7 +162,7 @@ Outcome: TypeAlias = ControlFailed | KeysetDone | RatchetDone | ControlDone
 
 
 @dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(Message):
     """``[V, ACK, seq, ok, *result]``: the answer to CONTROL ``seq``. ``ok`` False:
     ``result`` is ``(error name, detail)``. ``ok`` True: the op's result, at most one
     ``str`` or ``int`` (never key bytes: a ``bytes`` result does not parse), whose
@@ -199,10 +192,6 @@ class Ack:
         if op in ("remove", "replay_floor") and not r:
             return ControlDone()
         raise ProtocolError("ACK: not the result of its op")
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Ack:
-        return cls._from(header_of(parts, cls.KIND), parts)
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Ack:
@@ -236,7 +225,7 @@ EVENT_KINDS: Final = frozenset((_RATCHETED, "KeyRatcheted", "DecryptionFailed", 
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(Message):
     """``[V, EVENT, [kind, pidx, *args]]``: an event of participant ``pidx``
     (:data:`EVENT_KINDS`): ``args`` is ``(key index, generation)`` for ``ratcheted``,
     ``(key index,)`` for the others (-1: the event names no key)."""
@@ -248,10 +237,6 @@ class Event:
 
     def encode(self) -> Parts:
         return [wire.pack(wire.EVENT, [self.kind, self.pidx, *self.args])]
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Event:
-        return cls._from(header_of(parts, cls.KIND), parts)
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Event:
@@ -272,7 +257,7 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
-class Pong:
+class Pong(Message):
     """``[V, PONG, t]``: heartbeat (a PING's ``t``, or 0 when unasked)."""
 
     KIND: ClassVar[int] = wire.PONG
@@ -280,10 +265,6 @@ class Pong:
 
     def encode(self) -> Parts:
         return [wire.pack(wire.PONG, self.t)]
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Pong:
-        return cls._from(header_of(parts, cls.KIND), parts)
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Pong:

@@ -30,6 +30,7 @@ from framecrypt.transports.wire import (
     U32_MAX,
     U64_MAX,
     Blob,
+    Message,
     Parts,
     as_blob,
     check_int,
@@ -131,7 +132,7 @@ class InheritedRings:
 
 
 @dataclass(frozen=True, slots=True)
-class Config:
+class Config(Message):
     """``[V, CONFIG, settings, shm]``: engine settings (names from :data:`SETTINGS`)
     and the rings — ``[request_fd, reply_fd, size]`` inherited memfds, or
     ``[request, reply, size, dir]`` named segments (the fallback) — or ``None``
@@ -149,10 +150,6 @@ class Config:
         elif s is not None:
             shm = [s.request_fd, s.reply_fd, s.size]
         return [wire.pack(wire.CONFIG, dict(self.settings), shm)]
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Config:
-        return cls._from(header_of(parts, cls.KIND), parts)
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Config:
@@ -197,7 +194,7 @@ class SegmentHead(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class Packed:
+class Packed(Message):
     """``[V, PACKED, batch_id, count, epoch, [segment, …]]`` + the columns blob
     (lengths, ssrcs, timestamps: u32 little-endian; codec ids, flags: u8; ``count``
     each) + the payload blob without shm. ``epoch`` -1: none (timestamps are used)."""
@@ -244,10 +241,6 @@ class Packed:
             sizes.append(sum(u32[k : k + s.n]))
             k += s.n
         return sizes
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Packed:
-        return cls._from(header_of(parts, cls.KIND), parts)
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Packed:
@@ -324,7 +317,7 @@ CONTROL_ARGS: Final[Mapping[str, Callable[[list[Any]], tuple[Any, ...]]]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Control:
+class Control(Message):
     """``[V, CONTROL, seq, op, *args]``: a key operation (:data:`CONTROL_ARGS`),
     ordered with the batches. One whose ``seq`` parses but nothing else does raises
     :class:`ControlRejected`, which carries ``seq`` so the worker can still ACK."""
@@ -336,10 +329,6 @@ class Control:
 
     def encode(self) -> Parts:
         return [wire.pack(wire.CONTROL, self.seq, self.op, *self.args)]
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Control:
-        return cls._from(header_of(parts, cls.KIND), parts)
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Control:
@@ -360,7 +349,7 @@ class Control:
 
 
 @dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(Message):
     """``[V, PING, t]``: heartbeat, answered with a PONG of the same ``t``."""
 
     KIND: ClassVar[int] = wire.PING
@@ -370,10 +359,6 @@ class Ping:
         return [wire.pack(wire.PING, self.t)]
 
     @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Ping:
-        return cls._from(header_of(parts, cls.KIND), parts)
-
-    @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Ping:
         (t,) = header_fields(fields, 1, "PING")
         check_parts(parts, 1, 1, "PING")
@@ -381,17 +366,13 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
-class Stop:
+class Stop(Message):
     """``[V, STOP]``: the worker exits after answering what came before."""
 
     KIND: ClassVar[int] = wire.STOP
 
     def encode(self) -> Parts:
         return [wire.pack(wire.STOP)]
-
-    @classmethod
-    def parse(cls, parts: Sequence[Any]) -> Stop:
-        return cls._from(header_of(parts, cls.KIND), parts)
 
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Stop:

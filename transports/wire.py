@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, ClassVar, Final, Self, TypeAlias
 
 import msgpack
 
@@ -201,3 +201,20 @@ def header_of(parts: Sequence[Any], kind: int | None = None) -> list[Any]:
     if kind is not None and fields[0] != kind:
         raise ProtocolError("not the expected message kind")
     return fields
+
+
+class Message:
+    """Base of the typed messages (:mod:`.to_worker`, :mod:`.to_broker`): each is a
+    frozen dataclass with its ``KIND`` and a ``_from(fields, parts)`` that checks every
+    field; :meth:`parse` takes a whole message of that kind or raises ProtocolError."""
+
+    __slots__ = ()
+    KIND: ClassVar[int]
+
+    @classmethod
+    def parse(cls, parts: Sequence[Any]) -> Self:
+        return cls._from(header_of(parts, cls.KIND), parts)
+
+    @classmethod
+    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Self:
+        raise ProtocolError(f"{cls.__name__} has no parser")
