@@ -1,0 +1,168 @@
+"""The contenders fed through the columnar API (:class:`framecrypt.batch.FrameBatch`):
+the pool's ``encrypt_batch``/``decrypt_batch`` and the same loop inline
+(:class:`framecrypt.batch.InlineBatcher`). Throughput only: no one-frame path."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from framecrypt import Frame, Pool
+from framecrypt.batch import FrameBatch, InlineBatcher
+from framecrypt.bench.contenders.base import (
+    CHUNK_BYTES,
+    Contender,
+    by_stream,
+    check,
+    split_chunks,
+)
+from framecrypt.bench.contenders.pool import PoolContender
+from framecrypt.bench.workloads import Op, Workload, material, sframe_base
+
+BATCH_BYTES = 2 << 20  # FrameBatch contenders: payload bytes per batch at most
+
+
+BatchArgs = tuple[list[bytes], list[str], list[bool], list[int], list[int]]
+
+
+def batch_args(frames: list[Frame]) -> BatchArgs:
+    return ([f.data for f in frames], [f.codec for f in frames], [f.keyframe for f in frames],
+            [f.ssrc for f in frames], [f.timestamp for f in frames])
+
+
+def batch_of(a: BatchArgs) -> FrameBatch:
+    """Timed: what a caller holding a list of frames does to make a batch."""
+    return FrameBatch.of(a[0], a[1], keyframes=a[2], ssrc=a[3], timestamps=a[4])
+
+
+class BatchPoolContender(PoolContender):
+    """The same pool, fed through the columnar API (:class:`FrameBatch` →
+    ``encrypt_batch``/``decrypt_batch``): no Python object per frame in the broker.
+    The paced (latency, storm) runs use the per-frame path, as the parent."""
+
+    def __init__(self, workers: int, transport: str, placement: str, chunk: int) -> None:
+        super().__init__(workers, transport, placement, chunk)
+        self.name = f"batch-{transport}-{workers}w-{placement}"
+        self.description = (f"framecrypt.Pool(workers={workers}, transport={transport!r}, "
+                            f"placement={placement!r}); FrameBatch.of + encrypt_batch/"
+                            f"decrypt_batch in chunks of {chunk} per stream")
+        self.batches: dict[str, list[list[tuple[int, bool, list[BatchArgs]]]]] = {}
+
+    paced = False
+
+    def skip_reason(self, wl: Workload) -> str | None:
+        if wl.kind == "storm":
+            return "paced one frame at a time: the frame API's contender covers it"
+        return super().skip_reason(wl)
+
+    async def prepare(self, wl: Workload) -> None:
+        await super().prepare(wl)
+        # chunks of at most `chunk` frames and BATCH_BYTES (as FrameBatch advises)
+        for seg in self.prepared[wl.name]:
+            for k, (pidx, enc, chunks, ops) in enumerate(seg):
+                fr = [f for ch in chunks for f in ch]
+                ob = [o for ch in ops for o in ch]
+                cut = split_chunks(list(range(len(fr))), [len(f.data) for f in fr],
+                                   self.chunk, BATCH_BYTES)
+                seg[k] = (pidx, enc, [[fr[i] for i in c] for c in cut],
+                          [[ob[i] for i in c] for c in cut])
+        self.batches[wl.name] = [[(pidx, enc, [batch_args(ch) for ch in chunks])
+                                  for pidx, enc, chunks, _ in seg]
+                                 for seg in self.prepared[wl.name]]
+
+    async def unprepare(self, wl: Workload) -> None:
+        self.batches.pop(wl.name, None)
+        await super().unprepare(wl)
+
+    async def drive(self, wl: Workload, verify: bool = False) -> int:
+        bad = 0
+        for si, (seg, prepared) in enumerate(zip(wl.segments, self.batches[wl.name],
+                                                 strict=True)):
+            pool = self.pools[seg.fmt]
+            names = self._names_for(wl, seg.fmt)
+            ops_of = self.prepared[wl.name][si]
+
+            async def one(k: int, pidx: int, enc: bool, chunks: list[BatchArgs],
+                          pool: Pool = pool, names: list[str] = names, seg_fmt: str = seg.fmt,
+                          suite: int = seg.suite,
+                          ops_of: list[Any] = ops_of) -> int:
+                f = pool.encrypt_batch if enc else pool.decrypt_batch
+                name = names[pidx]
+                wrong = 0
+                for j, ch in enumerate(chunks):
+                    out = await f(name, batch_of(ch))
+                    if verify:
+                        wrong += check(seg_fmt, suite, ops_of[k][3][j], list(out))
+                return wrong
+
+            res = await asyncio.gather(*(one(k, *s) for k, s in enumerate(prepared)))
+            bad += sum(res)
+        return bad
+
+
+class InlineBatch(Contender):
+    name = "inline-batch"
+    kind = "inline"
+    description = ("framecrypt pure core over FrameBatch in the calling process "
+                   "(framecrypt.batch.InlineBatcher: the workers' loop, no pool), in chunks "
+                   "per stream, on the event loop")
+
+    paced = False
+
+    def __init__(self, chunk: int) -> None:
+        self.chunk = chunk
+        self.items: dict[str, list[tuple[str, int, list[tuple[int, bool, BatchArgs,
+                                                              list[Op]]]]]] = {}
+        self.lk = InlineBatcher("livekit")
+        self.run_batchers: dict[str, InlineBatcher] = {}
+
+    async def prepare(self, wl: Workload) -> None:
+        if "livekit" in wl.formats:
+            for i in range(wl.participants):
+                self.lk.set_key(f"{wl.name}/p{i}", material(i))
+        segs = []
+        for seg in wl.segments:
+            streams = by_stream(seg.ops)
+            items = []
+            # interleave the streams chunk by chunk, as the pool contenders' gather does
+            per = [[(pidx, enc, ch) for ch in split_chunks(ops, [o.plain_len for o in ops],
+                                                             self.chunk, BATCH_BYTES)]
+                   for (pidx, enc), ops in streams.items()]
+            for row in range(max((len(p) for p in per), default=0)):
+                for p in per:
+                    if row < len(p):
+                        pidx, enc, ops = p[row]
+                        fr = [Frame(o.data, o.codec, o.keyframe, o.ssrc, o.ts) for o in ops]
+                        items.append((pidx, enc, batch_args(fr), ops))
+            segs.append((seg.fmt, seg.suite, items))
+        self.items[wl.name] = segs
+
+    async def unprepare(self, wl: Workload) -> None:
+        self.items.pop(wl.name, None)
+
+    async def before_run(self, wl: Workload) -> None:
+        """SFrame receivers keep a replay window: every run opens with fresh ones."""
+        for fmt, suite, _ in self.items[wl.name]:
+            if fmt == "sframe":
+                ib = InlineBatcher("sframe", suite=suite)
+                for i in range(wl.participants):
+                    ib.set_key(f"p{i}", sframe_base(i))
+                self.run_batchers[wl.name] = ib
+
+    async def drive(self, wl: Workload, verify: bool = False) -> int:
+        bad = 0
+        for fmt, suite, items in self.items[wl.name]:
+            ib = self.run_batchers[wl.name] if fmt == "sframe" else self.lk
+            pre = "p" if fmt == "sframe" else f"{wl.name}/p"
+            nb = 0
+            for pidx, enc, args, ops in items:
+                b = batch_of(args)
+                out = (ib.seal if enc else ib.open)(f"{pre}{pidx}", b)
+                if verify:
+                    bad += check(fmt, suite, ops, list(out))
+                nb += b.nbytes
+                if nb >= CHUNK_BYTES:
+                    nb = 0
+                    await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        return bad
