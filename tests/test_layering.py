@@ -16,6 +16,13 @@ PURE = [
     "framecrypt.workers.livekit",
     "framecrypt.keys.olm",
     "framecrypt.keys.policy",
+    "framecrypt.keys.actions",
+    "framecrypt.keys.config",
+    "framecrypt.keys.rotation",
+    "framecrypt.keys.member_state",
+    "framecrypt.keys.own_key",
+    "framecrypt.keys.visitor_key",
+    "framecrypt.keys.verification",
 ]
 FORBIDDEN = ["asyncio", "zmq", "msgpack", "threading", "multiprocessing", "uvloop", "aiortc"]
 
