@@ -68,11 +68,16 @@ class Credits:
         if self.frames_out == 0 and self.on_drained is not None:
             self.on_drained()
 
-    def cancel_waiters(self) -> list[Callable[[], bool]]:
-        """Forget every waiter; returns their grants (the caller fails them)."""
-        out = [w.grant for w in self._waiters]
-        self._waiters.clear()
-        return out
+    def grant_all(self) -> None:
+        """Grant every waiter now, limits or not (the pool is closing: each sees that
+        and gives its credit back, so the books balance)."""
+        while self._waiters:
+            w = self._waiters.popleft()
+            self.frames_out += w.frames
+            self.bytes_out += w.nbytes
+            if not w.grant():
+                self.frames_out -= w.frames
+                self.bytes_out -= w.nbytes
 
     @property
     def waiting(self) -> int:

@@ -262,7 +262,9 @@ class Ledger:
         self.errors_by_reason[name] = self.errors_by_reason.get(name, 0) + 1
 
     def fail_now(self, group: Group, pos: int, err: BaseException) -> None:
-        """The outcome of a frame that never entered a run (no credit is held)."""
+        """The outcome of a frame that never entered a run (no credit is held): it
+        counts as submitted and failed, so the books add up."""
+        self.counters["frames_submitted"] += 1
         group.results[pos] = err
         group.errors += 1
         self.count_error(err)

@@ -134,8 +134,7 @@ class BrokerService:
         self.closing = True
         now = self.now()
         led = self.ledger
-        for grant in led.credit.cancel_waiters():
-            grant()
+        led.credit.grant_all()
         for sl in led.slots:
             led.fail_slot(sl, PoolClosed(), now)
             if sl.state == READY and (sl.remote or self.transport != "inline"):
@@ -493,6 +492,12 @@ class BrokerService:
     def _on_timer(self) -> None:
         if self.closing:
             return
+        try:
+            self._tick()
+        finally:
+            self._arm()  # whatever happened, liveness keeps being watched
+
+    def _tick(self) -> None:
         self.on_readable()  # read what has arrived before judging silence
         if self.on_remote is not None and self.remote_sock is not None:
             self.drain(self.remote_sock, self.on_remote)
@@ -506,4 +511,3 @@ class BrokerService:
             for w in self.supervisor.workers:
                 if w.zombies:
                     self.supervisor.reap(w)
-        self._arm()

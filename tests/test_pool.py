@@ -263,7 +263,8 @@ def test_realtime_budget_drops_old_deltas_never_keyframes() -> None:
 
 def test_close_gives_pending_frames_an_outcome() -> None:
     async def main() -> None:
-        pool = Pool(workers=1, transport="ipc", placement="pool")
+        pool = Pool(workers=1, transport="ipc", placement="pool", max_frames_in_flight=1024,
+                    worker_frames_in_flight=512)
         await pool.start()
         await pool.set_key("a", key_for("a"))
         fs = frames(3000, seed=1, ssrc=1)
@@ -277,6 +278,8 @@ def test_close_gives_pending_frames_an_outcome() -> None:
             await pool.encrypt("a", fs[0])
         st = pool.stats()
         assert st["frames_ok"] + st["frames_failed"] == st["frames_submitted"]
+        assert st["frames_in_flight"] == 0 and st["bytes_in_flight"] == 0
+        assert st["waiters"] == 0
     run(main)
 
 
