@@ -33,14 +33,13 @@ from framecrypt.workers.livekit.events import (
 from framecrypt.workers.livekit.frame import (
     _BIG,
     _FIXED,
-    _TRAILER,
     IV_LENGTH,
     OVERHEAD,
-    U32,
     counter_iv,
     livekit_iv,
     open_frame,
     seal_trailer,
+    trailer,
 )
 from framecrypt.workers.livekit.kdf import LIVEKIT_SALT, Kdf, resolve
 from framecrypt.workers.livekit.keyring import KeyRing, KeySet
@@ -117,19 +116,18 @@ def protect(
     """Seal one encoded frame as livekit-client does (IV from ``send_count``)."""
     aead = _aeads.get(key) or _aead(key)
     try:
-        trailer = _TRAILER.pack(ssrc & U32, timestamp & U32,
-                                (timestamp - send_count % 0xFFFF) & U32, IV_LENGTH, key_index)
+        tail = trailer("livekit", ssrc, timestamp, send_count, key_index)
     except struct.error:
         raise ValueError("key_index must be 0..255") from None
     n = _FIXED.get((codec, keyframe))
     if n is not None and n <= len(plaintext) < _BIG and plaintext:
         # fast path (VP8, VP9, AV1, Opus below 32 KB): one encrypt, one join
         header = plaintext[:n]
-        return b"".join((header, aead.encrypt(trailer[:IV_LENGTH], plaintext[n:], header),
-                         trailer))
+        return b"".join((header, aead.encrypt(tail[:IV_LENGTH], plaintext[n:], header),
+                         tail))
     if codec not in CODECS:
         raise UnsupportedCodec(codec)
-    return seal_trailer(aead, plaintext, codec, keyframe, trailer)
+    return seal_trailer(aead, plaintext, codec, keyframe, tail)
 
 
 def unprotect(

@@ -7,7 +7,6 @@ broker's inline path and the ``inline`` transport call it directly.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -35,7 +34,6 @@ from framecrypt.workers.sframe.context import ReceiverContext, SFrameKey
 from framecrypt.workers.sframe.ratchet import next_base_key
 
 U32 = 0xFFFFFFFF
-_TRAILER = struct.Struct(">IIIBB")
 
 REPLY_SLACK = 64  # reply bytes reserved per sealed frame beyond size + size // 64
 
@@ -127,6 +125,9 @@ class Engine:
             jitsi=self.jitsi,
         )
         self._tolerant = self._options.failure_tolerance >= 0
+        # the IV scheme (workers/livekit/frame.py iv_word): "counter", or the format's own
+        self._iv = "counter" if config.iv == "counter" else ("jitsi" if self.jitsi else
+                                                             "livekit")
         self._sif = self._options.sif_trailer or b""
 
     def __repr__(self) -> str:
@@ -270,9 +271,9 @@ class Engine:
         ks = cryptor.ring.get(index)
         if ks is None:
             raise UnknownKey(index)
-        trailer = _TRAILER.pack(ssrc & U32, ts & U32, self._iv_word(ts, counter, index),
-                                lkframe.IV_LENGTH, index)
-        return None, ks.aead, trailer
+        if self._iv == "counter" and counter > U32:
+            raise CounterExhausted(index)
+        return None, ks.aead, lkframe.trailer(self._iv, ssrc, ts, counter, index)
 
     def seal_into(self, pidx: int, data: memoryview, codec: str, keyframe: bool, ssrc: int,
                   ts: int, counter: int, out: memoryview) -> int:
@@ -288,15 +289,6 @@ class Engine:
         if key is not None:
             return key.protect(counter, data)
         return lkframe.seal_trailer(aead, data, codec, keyframe, trailer, self.jitsi)
-
-    def _iv_word(self, ts: int, counter: int, index: int) -> int:
-        if self.config.iv == "counter":
-            if counter > U32:
-                raise CounterExhausted(index)
-            return counter
-        if self.jitsi:
-            return counter % 0xFFFF
-        return (ts - counter % 0xFFFF) & U32
 
     def open(self, pidx: int, data: memoryview, codec: str, keyframe: bool) -> bytes:
         p = self.participants.get(pidx)
@@ -401,7 +393,7 @@ class Engine:
             ring = p.cryptor.ring if p is not None and p.cryptor is not None else None
             fast = ring is not None and not self._sif
         encrypt_into: Any = seal_aead.encrypt_into if seal_aead is not None else None
-        tpack = _TRAILER.pack_into
+        tpack = lkframe.TRAILER.pack_into  # the counter scheme: the IV word is ``ctr``
         tolerant = self._tolerant
         last_kid = -1
         decrypt_into: Any = None

@@ -29,9 +29,6 @@ TRAILER_LENGTH: Final = IV_LENGTH + 2
 OVERHEAD: Final = TAG_LENGTH + TRAILER_LENGTH  # 30 bytes (before escaping)
 U32: Final = 0xFFFFFFFF
 
-_IV = struct.Struct(">III")
-
-
 Buffer = bytes | bytearray | memoryview
 
 
@@ -48,38 +45,52 @@ class Aead(Protocol):
     ) -> int: ...
 
 
+TRAILER = struct.Struct(">IIIBB")
+"""The trailer ``IV ‖ 0x0C ‖ KID``, the IV being ``ssrc ‖ ts ‖ word``: the one packer of
+every LiveKit/Jitsi IV (the pure core, the engine's batch loop and the public API)."""
+_TAILS = tuple(bytes((IV_LENGTH, k)) for k in range(256))
+IV_SCHEMES: Final = ("livekit", "jitsi", "counter")
+
+
+def iv_word(scheme: str, timestamp: int, count: int) -> int:
+    """The IV's last word: livekit-client's ``(ts − count mod 0xFFFF) mod 2³²``,
+    lib-jitsi-meet's ``count mod 0xFFFF``, or ``counter`` (``count`` itself, unique per
+    key for 2³² frames whatever the timestamps do; receivers read the IV from the
+    trailer, so it interoperates)."""
+    if scheme == "counter":
+        return count & U32
+    if scheme == "jitsi":
+        return count % 0xFFFF
+    return (timestamp - count % 0xFFFF) & U32
+
+
+def trailer(scheme: str, ssrc: int, timestamp: int, count: int, key_index: int) -> bytes:
+    """``IV ‖ 0x0C ‖ KID`` (``struct.error`` if ``key_index`` is not 0..255)."""
+    return TRAILER.pack(ssrc & U32, timestamp & U32, iv_word(scheme, timestamp, count),
+                        IV_LENGTH, key_index)
+
+
 def livekit_iv(ssrc: int, timestamp: int, send_count: int) -> bytes:
     """livekit-client's IV: ``ssrc ‖ ts ‖ (ts − send_count mod 0xFFFF) mod 2³²``."""
-    return _IV.pack(ssrc & U32, timestamp & U32, (timestamp - send_count % 0xFFFF) & U32)
+    return trailer("livekit", ssrc, timestamp, send_count, 0)[:IV_LENGTH]
 
 
 def jitsi_iv(ssrc: int, timestamp: int, send_count: int) -> bytes:
     """lib-jitsi-meet's IV: ``ssrc ‖ ts ‖ send_count mod 0xFFFF``."""
-    return _IV.pack(ssrc & U32, timestamp & U32, send_count % 0xFFFF)
+    return trailer("jitsi", ssrc, timestamp, send_count, 0)[:IV_LENGTH]
 
 
 def counter_iv(ssrc: int, timestamp: int, counter: int) -> bytes:
-    """``ssrc ‖ ts ‖ counter mod 2³²``: unique per (key, ssrc) for 2³² frames whatever
-    the timestamps do. Receivers read the IV from the trailer, so it interoperates."""
-    return _IV.pack(ssrc & U32, timestamp & U32, counter & U32)
+    """``ssrc ‖ ts ‖ counter mod 2³²`` (see :func:`iv_word`)."""
+    return trailer("counter", ssrc, timestamp, counter, 0)[:IV_LENGTH]
 
 
-_TRAILER = struct.Struct(">IIIBB")
-_TAILS = tuple(bytes((IV_LENGTH, k)) for k in range(256))
 # codec/frame-type rules that need no look at the bytes (fast path)
 _FIXED: dict[tuple[str, bool], int] = {
     ("vp8", True): 10, ("vp8", False): 3, ("opus", True): 1, ("opus", False): 1,
     ("vp9", True): 0, ("vp9", False): 0, ("av1", True): 0, ("av1", False): 0,
 }
 _BIG = 32768  # from here on, write into one preallocated output (see _encrypt_join)
-
-
-def livekit_trailer(ssrc: int, timestamp: int, send_count: int, key_index: int) -> bytes:
-    """``IV ‖ 0x0C ‖ KID`` with livekit-client's IV, packed in one call."""
-    return _TRAILER.pack(
-        ssrc & U32, timestamp & U32, (timestamp - send_count % 0xFFFF) & U32, IV_LENGTH,
-        key_index,
-    )
 
 
 def _header_len(codec: str, keyframe: bool, data: bytes, jitsi: bool) -> tuple[int, bool]:
