@@ -24,14 +24,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from framecrypt.batch import BatchResult, FrameBatch
-from framecrypt.broker.batcher import take_piece
 from framecrypt.broker.events import EventHub, PoolEvent
 from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
 from framecrypt.broker.ledger import LATENCY_BUCKETS_S, Ledger, SlotBook
 from framecrypt.broker.placement import Placement, PlacementModel
 from framecrypt.broker.remote import RemoteMembers
-from framecrypt.broker.runs import DECRYPT, ENCRYPT, Control, Group, Run
+from framecrypt.broker.runs import DECRYPT, ENCRYPT, Control, Group
 from framecrypt.broker.service import BrokerService
 from framecrypt.conf import Settings, load_settings
 from framecrypt.errors import (
@@ -44,13 +43,11 @@ from framecrypt.errors import (
     UnknownKey,
 )
 from framecrypt.frame import Frame
-from framecrypt.transports import wire
 from framecrypt.workers.engine import EngineConfig
 
 __all__ = ["LATENCY_BUCKETS_S", "Pool", "PoolEvent"]
 
 _KDFS = (None, "pbkdf2", "hkdf")
-_HEAVY = bytes((wire.CODEC_ID["h264"], wire.CODEC_ID["h265"]))
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -342,7 +339,7 @@ class Pool:
             except Exception:
                 led.counters["events_dropped"] += 1
 
-        self._place(name, batch, batch.offsets(), 0, 1, DECRYPT if decrypt else ENCRYPT,
+        self.service.place(name, batch, batch.offsets(), 0, 1, DECRYPT if decrypt else ENCRYPT,
                     Group(1, done))
 
     def submit_threadsafe(self, participant: str, frame: Frame, *, decrypt: bool = False
@@ -384,7 +381,7 @@ class Pool:
                     for i in range(lo, n):
                         led.fail_now(group, i, err)
                     break
-            self._place(name, batch, offsets, lo, hi, op, group)
+            self.service.place(name, batch, offsets, lo, hi, op, group)
         await fut
         return BatchResult(n, group.results, group.pieces, group.errors)
 
@@ -403,57 +400,6 @@ class Pool:
             return True
         self._ledger.credit.release(frames, nbytes)
         return False
-
-    def _place(self, name: str, batch: FrameBatch, offsets: Any, lo: int, hi: int, op: int,
-               group: Group) -> None:
-        """Counters, then inline or into the participant's slot queue (credit held)."""
-        led, svc = self._ledger, self.service
-        pidx = led.participant(name)
-        n = hi - lo
-        counter0 = led.reserve_counters(pidx, n) if op == ENCRYPT else 0
-        now = svc.now()
-        run = Run(op, pidx, group, now, batch, offsets, lo, hi, counter0)
-        if n == 1:
-            heavy = batch.codecs[lo] in _HEAVY or self._placement.heavy_suite
-        else:
-            codecs = batch.codecs[lo:hi]
-            heavy = bool(codecs.count(_HEAVY[0]) or codecs.count(_HEAVY[1])
-                         or self._placement.heavy_suite)
-        run.kind = PlacementModel.kind(n, run.nbytes, heavy)
-        counters = led.counters
-        counters["frames_submitted"] += n
-        counters["bytes_in"] += run.nbytes
-        if self._placement.inline(run.kind, decrypt=op == DECRYPT,
-                                  keys_pending=led.controls_pending(pidx),
-                                  stream_busy=led.stream_busy(run),
-                                  workers_busy=self._workers_busy, now=now,
-                                  mean_size=run.nbytes // n):
-            self._inline(run)
-        else:
-            led.admit(run)
-            svc.schedule_flush()
-
-    def _workers_busy(self) -> bool:
-        """Every worker holds a full batch's worth already."""
-        slots = self._ledger.slots
-        return sum(sl.frames for sl in slots) >= self.settings.batch.max_frames * len(slots)
-
-    def _inline(self, run: Run) -> None:
-        led = self._ledger
-        res, out, spill, spent = self.service.inline.run(run)
-        n = len(run)
-        self._placement.note_inline(run.kind, spent, n)
-        led.counters["frames_inline"] += n
-        retry = take_piece(led, run, 0, n, res, out, 0, spill)
-        led.credit.release(n - len(retry), run.nbytes - sum(run.size(i) for i in retry))
-        if retry:  # what the state-free pass could not open: a run to the pool
-            led.counters["frames_inline"] -= len(retry)
-            again = FrameBatch.from_frames([run.frame(i) for i in retry])
-            redo = Run(run.op, run.pidx, run.group, run.t0, again, again.offsets(), 0,
-                       len(retry), 0, [run.positions[i] for i in retry])
-            redo.kind = run.kind
-            led.admit(redo)
-            self.service.schedule_flush()
 
     # --- introspection -------------------------------------------------------------------
 

@@ -18,13 +18,14 @@ from typing import Any
 
 import zmq
 
+from framecrypt.batch import FrameBatch
 from framecrypt.broker import batcher
 from framecrypt.broker.events import EventHub, PoolEvent
 from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
 from framecrypt.broker.ledger import DEAD, READY, STARTING, STOPPED, Dead, Ledger, SlotBook
-from framecrypt.broker.placement import Placement
-from framecrypt.broker.runs import Control
+from framecrypt.broker.placement import Placement, PlacementModel
+from framecrypt.broker.runs import DECRYPT, ENCRYPT, Control, Group, Run
 from framecrypt.broker.supervisor import Supervisor, Worker
 from framecrypt.conf import Settings
 from framecrypt.errors import FramecryptError, PoolClosed, ProtocolError, UnknownKey
@@ -43,6 +44,7 @@ from framecrypt.transports.to_worker import Config
 from framecrypt.workers.engine import EngineConfig
 
 Parts = Sequence[bytes | memoryview]
+_HEAVY = bytes((wire.CODEC_ID["h264"], wire.CODEC_ID["h265"]))
 
 
 class BrokerService:
@@ -218,6 +220,59 @@ class BrokerService:
             return []
         return [w.pid for w in self.supervisor.workers
                 if w.proc is not None and self.ledger.slots[w.index].state == READY]
+
+    # --- admission: inline or the participant's slot -----------------------------------
+
+    def place(self, name: str, batch: FrameBatch, offsets: Any, lo: int, hi: int, op: int,
+              group: Group) -> None:
+        """Counters, then inline or into the participant's slot queue (credit held)."""
+        led, placement = self.ledger, self.placement
+        pidx = led.participant(name)
+        n = hi - lo
+        counter0 = led.reserve_counters(pidx, n) if op == ENCRYPT else 0
+        now = self.now()
+        run = Run(op, pidx, group, now, batch, offsets, lo, hi, counter0)
+        if n == 1:
+            heavy = batch.codecs[lo] in _HEAVY or placement.heavy_suite
+        else:
+            codecs = batch.codecs[lo:hi]
+            heavy = bool(codecs.count(_HEAVY[0]) or codecs.count(_HEAVY[1])
+                         or placement.heavy_suite)
+        run.kind = PlacementModel.kind(n, run.nbytes, heavy)
+        counters = led.counters
+        counters["frames_submitted"] += n
+        counters["bytes_in"] += run.nbytes
+        if placement.inline(run.kind, decrypt=op == DECRYPT,
+                            keys_pending=led.controls_pending(pidx),
+                            stream_busy=led.stream_busy(run),
+                            workers_busy=self._workers_busy, now=now,
+                            mean_size=run.nbytes // n):
+            self._run_inline(run)
+        else:
+            led.admit(run)
+            self.schedule_flush()
+
+    def _workers_busy(self) -> bool:
+        """Every worker holds a full batch's worth already."""
+        slots = self.ledger.slots
+        return sum(sl.frames for sl in slots) >= self.settings.batch.max_frames * len(slots)
+
+    def _run_inline(self, run: Run) -> None:
+        led = self.ledger
+        res, out, spill, spent = self.inline.run(run)
+        n = len(run)
+        self.placement.note_inline(run.kind, spent, n)
+        led.counters["frames_inline"] += n
+        retry = batcher.take_piece(led, run, 0, n, res, out, 0, spill)
+        led.credit.release(n - len(retry), run.nbytes - sum(run.size(i) for i in retry))
+        if retry:  # what the state-free pass could not open: a run to the pool
+            led.counters["frames_inline"] -= len(retry)
+            again = FrameBatch.from_frames([run.frame(i) for i in retry])
+            redo = Run(run.op, run.pidx, run.group, run.t0, again, again.offsets(), 0,
+                       len(retry), 0, [run.positions[i] for i in retry])
+            redo.kind = run.kind
+            led.admit(redo)
+            self.schedule_flush()
 
     # --- sending -------------------------------------------------------------------------
 
