@@ -418,10 +418,6 @@ class Pool:
         """Stale files of SIGKILLed pools this pool removed when it started."""
         return self.service.swept
 
-    @property
-    def counters(self) -> dict[str, int]:
-        return self._ledger.counters
-
     def worker_pids(self) -> list[int]:
         """PIDs of the live worker processes (empty for the inline transport)."""
         return self.service.worker_pids()
