@@ -16,13 +16,15 @@ setup) and an ed25519 key (SAS MAC), published the way Jitsi publishes
 Nothing here does I/O, reads a clock or logs. Randomness: vodozemac draws its own key
 pairs from the OS CSPRNG; request ids come from the injected ``uuid_factory``.
 
-Replay and order: besides Olm's own refusal to decrypt a message twice, every
-plaintext carries the envelope type and a per-direction sequence number. A message
-seen before raises :class:`ReplayedMessage` (``duplicate``) before it is decrypted; one
-older than the newest accepted raises :class:`ReplayedMessage` (``out of order``); a
-ciphertext relabelled to another envelope type, or one that does not decrypt, raises
-:class:`OlmError`. ``strict=False`` accepts plaintexts without these fields (what
-lib-jitsi-meet sends).
+Replay and order: a message seen before raises :class:`ReplayedMessage`
+(``duplicate``) before it is decrypted. One older than the newest accepted raises
+:class:`ReplayedMessage` (``out of order``), found two ways: from the Olm message itself
+(its sender ratchet key and chain index, checked before decryption: Olm alone keeps
+skipped message keys and old receiver chains, so it would decrypt a delayed message) and
+from the per-direction sequence number every framecrypt plaintext carries along with its
+envelope type. A ciphertext relabelled to another envelope type, or one that does not
+decrypt, raises :class:`OlmError`. ``strict=False`` accepts plaintexts without these
+fields (what lib-jitsi-meet sends); the Olm-level order check holds in both modes.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ MIN_KEY_BYTES = 16
 MAX_KEY_BYTES = 64
 MAX_KEY_INDEX = 2**31 - 1
 _SEEN_LIMIT = 1024
+_CHAIN_LIMIT = 64          # peer ratchet keys remembered (Olm keeps 5 receiver chains)
 
 
 def b64_unpadded(data: bytes) -> str:
@@ -196,6 +199,55 @@ def prekey_identity_key(body: bytes) -> str | None:
     return None
 
 
+def _fields(body: bytes, start: int, end: int) -> dict[int, bytes | int] | None:
+    """The protobuf fields in ``body[start:end]`` (varint and length-delimited only, the
+    last occurrence wins); None if malformed."""
+    out: dict[int, bytes | int] = {}
+    i = start
+    while i < end:
+        got = _varint(body, i)
+        if got is None:
+            return None
+        tag, i = got
+        field, wire = tag >> 3, tag & 7
+        got = _varint(body, i)
+        if got is None or wire not in (0, 2):
+            return None
+        value, i = got
+        if wire == 0:
+            out[field] = value
+            continue
+        if i + value > end:
+            return None
+        out[field] = body[i:i + value]
+        i += value
+    return out
+
+
+def olm_position(msg_type: int, body: bytes) -> tuple[bytes, int] | None:
+    """Where an Olm message stands in its sender's stream: ``(ratchet key, chain
+    index)`` of the normal message (for a pre-key message, the one inside it: field 4).
+    A normal message is a version byte, protobuf fields 1 ratchet key, 2 chain index, 4
+    ciphertext, then an 8-byte MAC. None if it cannot be read (it will not decrypt)."""
+    if msg_type == 0:
+        if len(body) < 2 or body[0] != 3:
+            return None
+        outer = _fields(body, 1, len(body))
+        inner = outer.get(4) if outer is not None else None
+        if not isinstance(inner, bytes):
+            return None
+        body = inner
+    if len(body) < 10 or body[0] != 3:
+        return None
+    f = _fields(body, 1, len(body) - 8)
+    if f is None:
+        return None
+    key, index = f.get(1), f.get(2)
+    if not isinstance(key, bytes) or len(key) != 32 or not isinstance(index, int):
+        return None
+    return key, index
+
+
 @dataclass(frozen=True, slots=True)
 class Opened:
     """What one encrypted message said: its envelope kind and uuid, the key-info it
@@ -264,6 +316,9 @@ class OlmChannel:
         self._send_seq = 0
         self._recv_seq = 0
         self._seen: OrderedDict[bytes, None] = OrderedDict()
+        # the peer's Olm sender chains seen: ratchet key -> highest chain index; the
+        # last one is the current chain
+        self._chains: OrderedDict[bytes, int] = OrderedDict()
 
     def __repr__(self) -> str:
         return (f"OlmChannel({self.local_id!r}->{self.peer_id!r}, state={self.state}, "
@@ -337,6 +392,7 @@ class OlmChannel:
             raise OlmError("session-ack is not a valid pre-key message", self.peer_id)
         session, plaintext = self.identity._inbound(sender_key, prekey)
         self._remember(ack)
+        self._advance(olm_position(0, body))
         opened = self._parse(SESSION_ACK, ack.uuid, plaintext)
         if (self.peer_ed25519 is not None and ack.ed_key is not None
                 and ack.ed_key != self.peer_ed25519):
@@ -384,12 +440,15 @@ class OlmChannel:
         if self._session is None or self.state != "ready":
             raise UnexpectedMessage("no established session", self.peer_id)
         body = b64_decode(msg.ciphertext.body, "ciphertext body")
+        position = olm_position(msg.ciphertext.type, body)
+        self._check_order(position)
         try:
             olm_msg = vodozemac.AnyOlmMessage.from_parts(msg.ciphertext.type, body)
             plaintext = self._session.decrypt(olm_msg)
         except Exception:
             raise OlmError("message does not decrypt", self.peer_id) from None
         self._remember(msg)
+        self._advance(position)
         return self._parse(msg.KIND, msg.uuid, plaintext)
 
     # --- internals ---------------------------------------------------------------------
@@ -401,6 +460,29 @@ class OlmChannel:
     def _check_fresh(self, msg: Encrypted) -> None:
         if self._fingerprint(msg) in self._seen:
             raise ReplayedMessage("duplicate", self.peer_id)
+
+    def _check_order(self, position: tuple[bytes, int] | None) -> None:
+        """Refuse a message from an older sender chain, or not past the newest index of
+        the current one. A chain not seen before is the newest: the peer starts a chain
+        only on a message of ours sent after we had seen its previous chain."""
+        if position is None:
+            return
+        key, index = position
+        newest = self._chains.get(key)
+        if newest is None:
+            return
+        if key != next(reversed(self._chains)) or index <= newest:
+            raise ReplayedMessage("out of order", self.peer_id)
+
+    def _advance(self, position: tuple[bytes, int] | None) -> None:
+        """Record a decrypted message's position (see :meth:`_check_order`)."""
+        if position is None:
+            return
+        key, index = position
+        self._chains[key] = max(index, self._chains.get(key, index))
+        self._chains.move_to_end(key)
+        if len(self._chains) > _CHAIN_LIMIT:
+            self._chains.popitem(last=False)
 
     def _remember(self, msg: Encrypted) -> None:
         self._seen[self._fingerprint(msg)] = None
@@ -439,6 +521,7 @@ __all__ = [
     "b64_decode",
     "b64_unpadded",
     "key_payload",
+    "olm_position",
     "parse_key_payload",
     "prekey_identity_key",
 ]
