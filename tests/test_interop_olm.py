@@ -513,10 +513,6 @@ def test_sas_commitment_mismatch_is_caught_by_libolm(style: SasStyle) -> None:
     assert p.lo.sas(p.fc_id) is None
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "framecrypt renders every style with the Matrix spec table; lib-jitsi-meet's SAS.ts "
-    "shows U+1F642 at 30 (spec: U+1F600) and U+2693 U+FE0F at 60 (spec: U+2693), so in "
-    "about 20% of Jitsi-style verifications the framecrypt user sees another symbol"))
 def test_jitsi_style_shows_lib_jitsi_meets_emoji() -> None:
     """The symbols a framecrypt user is shown in a Jitsi-style SAS are those the Jitsi
     user is shown (run until a string holds index 30 or 60, where the tables differ)."""

@@ -23,7 +23,7 @@ from framecrypt.keys.policy import (
     SasVerified,
     Send,
 )
-from framecrypt.keys.sas import EMOJI, SasVerification
+from framecrypt.keys.sas import EMOJI, EMOJI_TABLES, SasVerification
 
 JITSI_STYLE = PolicyConfig(join_debounce_s=0, leave_debounce_s=0, sas_style="jitsi")
 
@@ -58,7 +58,8 @@ def test_sas_matches_and_completes_after_both_confirm(config: PolicyConfig) -> N
     assert a.peer == "bob" and b.peer == "alice"
     assert a.result == b.result
     assert len(a.result.emoji) == 7 and all(0 <= i < 64 for i in a.result.indices)
-    assert a.result.emoji == tuple(EMOJI[i][0] for i in a.result.indices)
+    table = EMOJI_TABLES[config.sas_style]
+    assert a.result.emoji == tuple(table[i][0] for i in a.result.indices)
     assert all(1000 <= d <= 9191 for d in a.result.decimals)
     kinds = [json.loads(t)["olm"]["type"] for _, _, t in net.wire if "sas-" in t]
     assert kinds == ["sas-start", "sas-accept", "sas-key", "sas-key"]

@@ -72,21 +72,31 @@ EMOJI: tuple[tuple[str, str], ...] = (
     ("\u2693", "Anchor"), ("\U0001F3A7", "Headphones"), ("\U0001F4C1", "Folder"),
     ("\U0001F4CC", "Pin"),
 )
+# lib-jitsi-meet's table (SAS.ts) differs from the spec at two symbols: index 30 is
+# U+1F642 (spec: U+1F600) and index 60 is U+2693 U+FE0F (spec: U+2693). A Jitsi-style
+# SAS shows Jitsi's, so both users see the same symbols (tests/test_interop_olm.py).
+JITSI_EMOJI: tuple[tuple[str, str], ...] = tuple(
+    ({30: "\U0001F642", 60: "\u2693\ufe0f"}.get(i, sym), name)
+    for i, (sym, name) in enumerate(EMOJI))
+EMOJI_TABLES: dict[str, tuple[tuple[str, str], ...]] = {"framecrypt": EMOJI,
+                                                         "jitsi": JITSI_EMOJI}
 
 
 @dataclass(frozen=True, slots=True)
 class SasResult:
-    """What the two users compare: 7 emoji (symbol and Matrix description) and the
-    decimal form."""
+    """What the two users compare: 7 emoji (symbol and Matrix description, from the
+    style's table: :data:`EMOJI_TABLES`) and the decimal form."""
 
     indices: tuple[int, ...]
     decimals: tuple[int, int, int]
+    style: SasStyle = "framecrypt"
     emoji: tuple[str, ...] = field(init=False)
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "emoji", tuple(EMOJI[i][0] for i in self.indices))
-        object.__setattr__(self, "names", tuple(EMOJI[i][1] for i in self.indices))
+        table = EMOJI_TABLES[self.style]
+        object.__setattr__(self, "emoji", tuple(table[i][0] for i in self.indices))
+        object.__setattr__(self, "names", tuple(table[i][1] for i in self.indices))
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +266,8 @@ class SasVerification:
             info = "|".join(("FRAMECRYPT_SAS", *first, *second, self.transaction_id))
         sas_bytes = established.bytes(info)
         d = sas_bytes.decimals
-        self.result = SasResult(tuple(sas_bytes.emoji_indices), (d[0], d[1], d[2]))
+        self.result = SasResult(tuple(sas_bytes.emoji_indices), (d[0], d[1], d[2]),
+                                self.style)
         self.state = "keys"
         return self.result
 
@@ -316,6 +327,8 @@ class SasVerification:
 
 __all__ = [
     "EMOJI",
+    "EMOJI_TABLES",
+    "JITSI_EMOJI",
     "SasResult",
     "SasState",
     "SasStep",
