@@ -17,6 +17,8 @@ from typing import Any
 
 INTEROP_DIR = Path(__file__).resolve().parent / "interop"
 ORACLE = INTEROP_DIR / "oracle.mjs"
+# data packets (DataCryptor) and the LKTS packet trailer: tests/interop/data_oracle.mjs
+DATA_ORACLE = INTEROP_DIR / "data_oracle.mjs"
 PINNED_VERSION = "2.23.0"
 WORKER_BUNDLE = (
     INTEROP_DIR / "node_modules" / "livekit-client" / "dist" / "livekit-client.e2ee.worker.mjs"
@@ -24,6 +26,13 @@ WORKER_BUNDLE = (
 # sha256 of dist/livekit-client.e2ee.worker.mjs in livekit-client 2.23.0 as published on npm
 # (and locked in package-lock.json). A different bundle must be noticed, not silently used.
 WORKER_SHA256 = "c945ad10b420d5afe504d009aa1ad4b723ce4e4b484b2fc7db8061715d66968c"
+# sha256 of dist/livekit-client.fm.worker.mjs (the packet-trailer / frame-metadata worker,
+# export "livekit-client/packet-trailer-worker") in livekit-client 2.23.0 as published.
+FM_WORKER_BUNDLE = WORKER_BUNDLE.with_name("livekit-client.fm.worker.mjs")
+FM_WORKER_SHA256 = "ec1df88fc19e5f73bf223b26692208124e442610dca6b713d3b87f65bf84c136"
+# the @livekit/protocol that livekit-client 2.23.0 pins (and bundles): data_oracle.mjs takes
+# livekit.EncryptedPacket from it, since livekit-client does not export its bundled copy
+PROTOCOL_VERSION = "1.52.1"
 
 Job = dict[str, Any]
 Result = dict[str, Any]
@@ -66,6 +75,16 @@ def node_available() -> str | None:
 
 def run_job(job: Job, timeout: float = 60) -> Result:
     """Run one oracle job (bounded by ``timeout`` seconds) and return its parsed result."""
+    return _run_script(ORACLE, job, timeout)
+
+
+def run_data_job(job: Job, timeout: float = 60) -> Result:
+    """Run one data-packet / LKTS job (tests/interop/data_oracle.mjs; schema at its top),
+    bounded by ``timeout`` seconds, and return its parsed result."""
+    return _run_script(DATA_ORACLE, job, timeout)
+
+
+def _run_script(script: Path, job: Job, timeout: float) -> Result:
     node = node_binary()
     if node is None:
         raise OracleError("node not found")
@@ -76,7 +95,7 @@ def run_job(job: Job, timeout: float = 60) -> Result:
     job["options"] = options
     try:
         proc = subprocess.run(
-            [node, str(ORACLE)],
+            [node, str(script)],
             input=json.dumps(job),
             capture_output=True,
             text=True,
