@@ -43,9 +43,15 @@ class InlineSealer:
         b, lo, hi, offs = run.batch, run.lo, run.hi, run.offsets
         t0 = time.perf_counter()
         out = bytearray(reply_size(run.op, hi - lo, run.nbytes))
-        inp = memoryview(b.data)[offs[lo] : offs[hi]]
+        if lo == 0 and hi == len(b):  # the whole batch: its columns as they are
+            cols = (b.lengths, b.codecs, b.flags, b.ssrcs, b.timestamps)
+            inp = memoryview(b.data)
+        else:
+            cols = (b.lengths[lo:hi], b.codecs[lo:hi], b.flags[lo:hi], b.ssrcs[lo:hi],
+                    b.timestamps[lo:hi])
+            inp = memoryview(b.data)[offs[lo] : offs[hi]]
         res, overflow, _ = self.engine.run_packed(
-            run.op, run.pidx, run.counter0, self.epoch, b.lengths[lo:hi], b.codecs[lo:hi],
-            b.flags[lo:hi], b.ssrcs[lo:hi], b.timestamps[lo:hi], inp, memoryview(out),
+            run.op, run.pidx, run.counter0, self.epoch, *cols, inp, memoryview(out),
             stateless=True)
-        return bytes(res), out, b"".join(overflow), time.perf_counter() - t0
+        return (bytes(res), out, b"".join(overflow) if overflow else b"",
+                time.perf_counter() - t0)
