@@ -20,6 +20,8 @@
 //     encryption, decode `hasPacketTrailer` strips it and posts `packetTrailerMetadata`) and
 //     in the packet-trailer worker dist/livekit-client.fm.worker.mjs (unencrypted tracks,
 //     posts `metadata`).
+// The plumbing it shares with oracle.mjs (job in / result out, peer threads, round trips,
+// bundle sha256, the host side) is in harness_common.mjs.
 //
 // Job schema
 // ----------
@@ -63,22 +65,27 @@
 //          "encrypted_packet_fields", "payload_fields":{bundled, protocol}, "elapsed_ms"}
 // Exit status: 0 ok; 2 bad job / harness failure (stderr); 3 global timeout.
 
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import {
+  fromHex,
+  Harness,
+  HarnessPeer,
+  hex,
+  logsOf,
+  packageVersionOf,
+  readBundle,
+} from './harness_common.mjs';
 
-const t0 = Date.now();
+const harness = new Harness('data_oracle');
 const BUNDLES = {
   e2ee: import.meta.resolve('livekit-client/e2ee-worker'),
   fm: import.meta.resolve('livekit-client/packet-trailer-worker'),
 };
 const bundleInfo = {};
 for (const [name, url] of Object.entries(BUNDLES)) {
-  const path = fileURLToPath(url);
-  bundleInfo[name] = { path, sha256: createHash('sha256').update(readFileSync(path)).digest('hex') };
+  const { path, sha256 } = readBundle(url);
+  bundleInfo[name] = { path, sha256 };
 }
-const pkgJson = JSON.parse(readFileSync(new URL('../package.json', BUNDLES.e2ee), 'utf8'));
+const livekitClientVersion = packageVersionOf(BUNDLES.e2ee);
 
 const lk = await import('livekit-client');
 const proto = await import('@livekit/protocol');
@@ -87,29 +94,6 @@ const Payload = lk.asEncryptablePacket({ value: { case: 'user', value: {} } }).c
 const { EncryptedPacket } = proto;
 const fieldList = (T) => T.fields.list().map((f) => `${f.no}:${f.name}`);
 
-const peers = new Map();
-let exiting = false;
-
-function fail(code, message) {
-  if (exiting) return;
-  exiting = true;
-  process.stderr.write(`data_oracle: ${message}\n`);
-  Promise.allSettled([...peers.values()].map((p) => p.worker.terminate())).finally(() =>
-    process.exit(code),
-  );
-}
-
-function readStdin() {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    process.stdin.on('data', (c) => chunks.push(c));
-    process.stdin.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    process.stdin.on('error', reject);
-  });
-}
-
-const hex = (u8) => Buffer.from(u8).toString('hex');
-const fromHex = (h) => new Uint8Array(Buffer.from(h ?? '', 'hex'));
 const flipAt = (u8, i) => {
   const out = new Uint8Array(u8);
   const at = i < 0 ? out.length + i : i;
@@ -118,118 +102,38 @@ const flipAt = (u8, i) => {
   return out;
 };
 
-const OPTION_NAMES = {
-  ratchet_window_size: 'ratchetWindowSize',
-  failure_tolerance: 'failureTolerance',
-  keyring_size: 'keyringSize',
-  ratchet_salt: 'ratchetSalt',
-  key_size: 'keySize',
-};
 const MIME = { vp8: 'video/VP8', vp9: 'video/VP9', h264: 'video/H264', h265: 'video/H265', opus: 'audio/opus' };
 
-class Peer {
+class Peer extends HarnessPeer {
   constructor(name, opts) {
-    this.name = name;
-    this.opts = opts;
-    this.bundle = opts.bundle ?? 'e2ee';
-    if (!(this.bundle in BUNDLES)) throw new Error(`unknown bundle ${this.bundle}`);
-    this.enabled = new Set();
-    this.seq = 0;
-    this.pending = new Map();
-    const providerOpts = {};
-    for (const [k, v] of Object.entries(OPTION_NAMES)) {
-      if (opts[k] !== undefined) providerOpts[v] = opts[k];
-    }
-    this.shared = !!opts.shared_key;
-    this.provider = this.shared
-      ? new lk.ExternalE2EEKeyProvider(providerOpts)
-      : new lk.BaseKeyProvider(providerOpts);
-    this.worker = new Worker(new URL('./data_host.mjs', import.meta.url), {
+    const bundle = opts.bundle ?? 'e2ee';
+    if (!(bundle in BUNDLES)) throw new Error(`unknown bundle ${bundle}`);
+    super({
+      lk,
+      fail: harness.fail,
+      name,
+      opts,
+      hostUrl: new URL('./data_host.mjs', import.meta.url),
       workerData: {
         peer: name,
-        bundle: this.bundle,
-        bundleUrl: BUNDLES[this.bundle],
+        bundle,
+        bundleUrl: BUNDLES[bundle],
         recordKeys: opts.record_keys !== false,
       },
     });
-    this.ready = new Promise((resolve, reject) => {
-      this.worker.on('message', (m) => {
-        if (m.ready) return resolve();
-        const w = this.pending.get(m.id);
-        if (!w) return;
-        this.pending.delete(m.id);
-        if (m.ok) w.resolve(m);
-        else w.reject(new Error(`peer ${name}: ${m.error}`));
-      });
-      this.worker.on('error', (e) => {
-        reject(e);
-        fail(2, `peer ${name} worker crashed: ${(e && e.stack) || e}`);
-      });
-    });
-    // what E2eeManager does with the key provider's events
-    this.provider.on(lk.KeyProviderEvent.SetKey, (keyInfo, updateCurrentKeyIndex) =>
-      this.lkPost({
-        kind: 'setKey',
-        data: {
-          participantIdentity: keyInfo.participantIdentity,
-          isPublisher: false,
-          key: keyInfo.key,
-          keyIndex: keyInfo.keyIndex,
-          updateCurrentKeyIndex: updateCurrentKeyIndex ?? true,
-        },
-      }),
-    );
-    this.provider.on(lk.KeyProviderEvent.RatchetRequest, (participantIdentity, keyIndex) =>
-      this.lkPost({ kind: 'ratchetRequest', data: { participantIdentity, keyIndex } }),
-    );
-  }
-
-  call(m) {
-    const id = ++this.seq;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ ...m, id });
-    });
-  }
-
-  lkPost(msg) {
-    this.call({ t: 'lk', msg }).catch((e) => fail(2, String(e)));
+    this.bundle = bundle;
   }
 
   async init() {
+    if (this.bundle === 'e2ee') return super.init();
     await this.ready;
-    if (this.bundle === 'e2ee') {
-      this.lkPost({
-        kind: 'init',
-        data: { keyProviderOptions: this.provider.getOptions(), loglevel: this.opts.loglevel ?? 'warn' },
-      });
-    } else {
-      this.lkPost({ kind: 'init', data: {} });
-    }
-  }
-
-  enable(participant) {
-    this.enabled.add(participant);
-    this.lkPost({ kind: 'enable', data: { participantIdentity: participant, enabled: true } });
+    this.lkPost({ kind: 'init', data: {} });
   }
 }
 
-async function getPeer(name, job) {
-  let p = peers.get(name);
-  if (!p) {
-    const base = { ...(job.options ?? {}) };
-    delete base.peers;
-    p = new Peer(name, { ...base, ...((job.options ?? {}).peers?.[name] ?? {}) });
-    peers.set(name, p);
-    await p.init();
-  }
-  return p;
+function getPeer(name, job) {
+  return harness.getPeer(name, job, (opts) => new Peer(name, opts));
 }
-
-const logsOf = (events) =>
-  events
-    .filter((e) => e.ev === 'log' || e.ev === 'error')
-    .map((e) => `${e.ev === 'error' ? 'error-event' : e.level}: ${e.msg}`);
 
 function needE2ee(peer, op) {
   if (peer.bundle !== 'e2ee') throw new Error(`${op} needs an e2ee peer, ${peer.name} is ${peer.bundle}`);
@@ -241,23 +145,13 @@ async function runOp(op, job, results) {
   switch (op.op) {
     case 'setKey': {
       needE2ee(peer, op.op);
-      let material;
-      if (op.key?.passphrase !== undefined) {
-        material = await lk.createKeyMaterialFromString(op.key.passphrase);
-      } else if (op.key?.raw_hex !== undefined) {
-        material = await lk.createKeyMaterialFromBuffer(fromHex(op.key.raw_hex).buffer);
-      } else {
-        throw new Error('setKey needs key.passphrase or key.raw_hex');
-      }
-      peer.provider.onSetEncryptionKey(material, peer.shared ? undefined : participant, op.index ?? 0);
-      const r = await peer.call({ t: 'barrier' });
+      const r = await peer.setKey(op.key, participant, op.index);
       const keys = r.events.filter((e) => e.ev === 'deriveKey' && e.key_hex);
       return keys.length ? { aes_key_hex: keys.at(-1).key_hex } : {};
     }
     case 'ratchet': {
       needE2ee(peer, op.op);
-      peer.provider.ratchetKey(peer.shared ? undefined : participant, op.index);
-      const r = await peer.call({ t: 'barrier' });
+      const r = await peer.ratchet(participant, op.index);
       const chains = r.events.filter((e) => e.ev === 'deriveBits').map((e) => e.out_hex);
       return chains.length ? { chain_hex: chains.at(-1) } : {};
     }
@@ -413,36 +307,10 @@ async function runOp(op, job, results) {
   }
 }
 
-async function main() {
-  let job;
-  try {
-    job = JSON.parse(await readStdin());
-  } catch (e) {
-    return fail(2, `cannot parse job JSON: ${e}`);
-  }
-  if (!job || !Array.isArray(job.ops)) return fail(2, 'job must be an object with an "ops" list');
-  const timeoutMs = job.options?.timeout_ms ?? 20000;
-  setTimeout(() => fail(3, `global timeout after ${timeoutMs} ms`), timeoutMs).unref();
-
-  const results = [];
-  for (const [i, op] of job.ops.entries()) {
-    try {
-      results.push({ op: op.op, ...(await runOp(op, job, results)) });
-    } catch (e) {
-      return fail(2, `op ${i} (${op.op}) failed: ${(e && e.stack) || e}`);
-    }
-  }
-  const out = {
-    results,
-    bundles: bundleInfo,
-    livekit_client_version: pkgJson.version,
-    protocol_version: proto.version ?? null,
-    encrypted_packet_fields: fieldList(EncryptedPacket),
-    payload_fields: { bundled: fieldList(Payload), protocol: fieldList(proto.EncryptedPacketPayload) },
-    elapsed_ms: Date.now() - t0,
-  };
-  await Promise.allSettled([...peers.values()].map((p) => p.worker.terminate()));
-  process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));
-}
-
-main().catch((e) => fail(2, String((e && e.stack) || e)));
+harness.run(runOp, () => ({
+  bundles: bundleInfo,
+  livekit_client_version: livekitClientVersion,
+  protocol_version: proto.version ?? null,
+  encrypted_packet_fields: fieldList(EncryptedPacket),
+  payload_fields: { bundled: fieldList(Payload), protocol: fieldList(proto.EncryptedPacketPayload) },
+}));

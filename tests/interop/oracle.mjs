@@ -9,6 +9,8 @@
 // keys with the library's own createKeyMaterialFromString / createKeyMaterialFromBuffer,
 // options with its BaseKeyProvider / ExternalE2EEKeyProvider, and posts the messages
 // E2eeManager posts (init, setKey, enable, encode/decode, ratchetRequest, setSifTrailer).
+// The plumbing it shares with data_oracle.mjs (job in / result out, peer threads, round
+// trips, bundle sha256, the host side) is in harness_common.mjs.
 //
 // Job schema
 // ----------
@@ -49,19 +51,12 @@
 //          "elapsed_ms"}
 // Exit status: 0 ok; 2 bad job / harness failure (message on stderr); 3 global timeout.
 
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Harness, HarnessPeer, logsOf, packageVersionOf, readBundle } from './harness_common.mjs';
 
-const t0 = Date.now();
+const harness = new Harness('oracle');
 const workerUrl = import.meta.resolve('livekit-client/e2ee-worker');
-const workerPath = fileURLToPath(workerUrl);
-const workerSrc = readFileSync(workerPath);
-const workerSha256 = createHash('sha256').update(workerSrc).digest('hex');
-const pkgJson = JSON.parse(
-  readFileSync(new URL('../package.json', workerUrl), 'utf8'),
-);
+const { path: workerPath, bytes: workerSrc, sha256: workerSha256 } = readBundle(workerUrl);
+const livekitClientVersion = packageVersionOf(workerUrl);
 const sifAllowlist = {};
 for (const m of workerSrc.toString('utf8').matchAll(/(\w+): '([0-9a-f]{64})'/g)) {
   sifAllowlist[m[1]] = m[2];
@@ -69,40 +64,11 @@ for (const m of workerSrc.toString('utf8').matchAll(/(\w+): '([0-9a-f]{64})'/g))
 
 const lk = await import('livekit-client');
 
-const peers = new Map();
-let exiting = false;
-
-function fail(code, message) {
-  if (exiting) return;
-  exiting = true;
-  process.stderr.write(`oracle: ${message}\n`);
-  Promise.allSettled([...peers.values()].map((p) => p.worker.terminate())).finally(() =>
-    process.exit(code),
-  );
-}
-
-function readStdin() {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    process.stdin.on('data', (c) => chunks.push(c));
-    process.stdin.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    process.stdin.on('error', reject);
-  });
-}
-
 function fnv1a(s) {
   let h = 0x811c9dc5;
   for (const ch of Buffer.from(s)) h = Math.imul(h ^ ch, 0x01000193) >>> 0;
   return h;
 }
-
-const OPTION_NAMES = {
-  ratchet_window_size: 'ratchetWindowSize',
-  failure_tolerance: 'failureTolerance',
-  keyring_size: 'keyringSize',
-  ratchet_salt: 'ratchetSalt',
-  key_size: 'keySize',
-};
 
 const MIME = {
   vp8: 'video/VP8',
@@ -113,106 +79,27 @@ const MIME = {
   opus: 'audio/opus',
 };
 
-class Peer {
+class Peer extends HarnessPeer {
   constructor(name, opts, seed) {
-    this.name = name;
-    this.opts = opts;
-    this.seed = seed;
-    this.enabled = new Set();
-    this.seq = 0;
-    this.pending = new Map();
-    const providerOpts = {};
-    for (const [k, v] of Object.entries(OPTION_NAMES)) {
-      if (opts[k] !== undefined) providerOpts[v] = opts[k];
-    }
-    this.shared = !!opts.shared_key;
-    this.provider = this.shared
-      ? new lk.ExternalE2EEKeyProvider(providerOpts)
-      : new lk.BaseKeyProvider(providerOpts);
-    this.worker = new Worker(new URL('./host.mjs', import.meta.url), {
+    super({
+      lk,
+      fail: harness.fail,
+      name,
+      opts,
+      hostUrl: new URL('./host.mjs', import.meta.url),
       workerData: { seed, peer: name, workerUrl, recordKeys: opts.record_keys !== false },
     });
-    this.ready = new Promise((resolve, reject) => {
-      this.worker.on('message', (m) => {
-        if (m.ready) return resolve();
-        const w = this.pending.get(m.id);
-        if (!w) return;
-        this.pending.delete(m.id);
-        if (m.ok) w.resolve(m);
-        else w.reject(new Error(`peer ${name}: ${m.error}`));
-      });
-      this.worker.on('error', (e) => {
-        reject(e);
-        fail(2, `peer ${name} worker crashed: ${(e && e.stack) || e}`);
-      });
-    });
-    // What E2eeManager does with the key provider's events:
-    this.provider.on(lk.KeyProviderEvent.SetKey, (keyInfo, updateCurrentKeyIndex) =>
-      this.lkPost({
-        kind: 'setKey',
-        data: {
-          participantIdentity: keyInfo.participantIdentity,
-          isPublisher: false,
-          key: keyInfo.key,
-          keyIndex: keyInfo.keyIndex,
-          updateCurrentKeyIndex: updateCurrentKeyIndex ?? true,
-        },
-      }),
-    );
-    this.provider.on(lk.KeyProviderEvent.RatchetRequest, (participantIdentity, keyIndex) =>
-      this.lkPost({ kind: 'ratchetRequest', data: { participantIdentity, keyIndex } }),
-    );
-  }
-
-  call(m) {
-    const id = ++this.seq;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ ...m, id });
-    });
-  }
-
-  lkPost(msg) {
-    this.call({ t: 'lk', msg }).catch((e) => fail(2, String(e)));
-  }
-
-  async init() {
-    await this.ready;
-    this.lkPost({
-      kind: 'init',
-      data: {
-        keyProviderOptions: this.provider.getOptions(),
-        loglevel: this.opts.loglevel ?? 'warn',
-      },
-    });
-  }
-
-  enable(participant, enabled = true) {
-    if (enabled) this.enabled.add(participant);
-    else this.enabled.delete(participant);
-    this.lkPost({ kind: 'enable', data: { participantIdentity: participant, enabled } });
+    this.seed = seed;
   }
 }
 
-async function getPeer(name, job) {
-  let p = peers.get(name);
-  if (!p) {
-    const base = { ...(job.options ?? {}) };
-    delete base.peers;
-    const opts = { ...base, ...((job.options ?? {}).peers?.[name] ?? {}) };
-    const seed = ((job.seed ?? 1) + fnv1a(name)) >>> 0;
-    p = new Peer(name, opts, seed);
-    peers.set(name, p);
-    await p.init();
-  }
-  return p;
+function getPeer(name, job) {
+  const seed = ((job.seed ?? 1) + fnv1a(name)) >>> 0;
+  return harness.getPeer(name, job, (opts) => new Peer(name, opts, seed));
 }
 
 function splitEvents(events) {
-  const logs = events
-    .filter((e) => e.ev === 'log' || e.ev === 'error')
-    .map((e) => `${e.ev === 'error' ? 'error-event' : e.level}: ${e.msg}`);
-  return { logs, events };
+  return { logs: logsOf(events), events };
 }
 
 function frameFields(op, dir) {
@@ -247,22 +134,7 @@ async function runOp(op, job, results) {
   const participant = op.participant ?? 'alice';
   switch (op.op) {
     case 'setKey': {
-      let material;
-      if (op.key?.passphrase !== undefined) {
-        material = await lk.createKeyMaterialFromString(op.key.passphrase);
-      } else if (op.key?.raw_hex !== undefined) {
-        const raw = new Uint8Array(Buffer.from(op.key.raw_hex, 'hex'));
-        material = await lk.createKeyMaterialFromBuffer(raw.buffer);
-      } else {
-        throw new Error('setKey needs key.passphrase or key.raw_hex');
-      }
-      // BaseKeyProvider.onSetEncryptionKey is what every provider calls (it emits SetKey)
-      peer.provider.onSetEncryptionKey(
-        material,
-        peer.shared ? undefined : participant,
-        op.index ?? 0,
-      );
-      const r = await peer.call({ t: 'barrier' });
+      const r = await peer.setKey(op.key, participant, op.index);
       const { logs, events } = splitEvents(r.events);
       const derivations = events.filter((e) => e.ev === 'deriveKey');
       const out = { derivations };
@@ -273,8 +145,7 @@ async function runOp(op, job, results) {
       return out;
     }
     case 'ratchet': {
-      peer.provider.ratchetKey(peer.shared ? undefined : participant, op.index);
-      const r = await peer.call({ t: 'barrier' });
+      const r = await peer.ratchet(participant, op.index);
       const { logs, events } = splitEvents(r.events);
       const chains = events.filter((e) => e.ev === 'deriveBits').map((e) => e.out_hex);
       const out = { chains };
@@ -340,40 +211,16 @@ async function runOp(op, job, results) {
   }
 }
 
-async function main() {
-  let job;
-  try {
-    job = JSON.parse(await readStdin());
-  } catch (e) {
-    return fail(2, `cannot parse job JSON: ${e}`);
-  }
-  if (!job || !Array.isArray(job.ops)) return fail(2, 'job must be an object with an "ops" list');
-  const timeoutMs = job.options?.timeout_ms ?? 20000;
-  setTimeout(() => fail(3, `global timeout after ${timeoutMs} ms`), timeoutMs).unref();
-
-  const results = [];
-  for (const [i, op] of job.ops.entries()) {
-    try {
-      results.push({ op: op.op, ...(await runOp(op, job, results)) });
-    } catch (e) {
-      return fail(2, `op ${i} (${op.op}) failed: ${(e && e.stack) || e}`);
-    }
-  }
+harness.run(runOp, () => {
   const peerInfo = {};
-  for (const [name, p] of peers) {
+  for (const [name, p] of harness.peers) {
     peerInfo[name] = { keyProviderOptions: p.provider.getOptions(), seed: p.seed };
   }
-  const out = {
-    results,
+  return {
     worker_sha256: workerSha256,
     worker_path: workerPath,
-    livekit_client_version: pkgJson.version,
+    livekit_client_version: livekitClientVersion,
     sif_allowlist: sifAllowlist,
     peers: peerInfo,
-    elapsed_ms: Date.now() - t0,
   };
-  await Promise.allSettled([...peers.values()].map((p) => p.worker.terminate()));
-  process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));
-}
-
-main().catch((e) => fail(2, String((e && e.stack) || e)));
+});
