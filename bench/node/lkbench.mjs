@@ -8,7 +8,7 @@
 // with the library's own createKeyMaterialFromBuffer, takes the key-provider options from
 // BaseKeyProvider, and posts init / setKey / enable to a worker_threads Worker
 // (lkworker.mjs). That worker shims the dedicated-worker globals exactly as
-// tests/interop/host.mjs does and imports the bundle as published; it then builds the
+// tests/interop/harness_common.mjs does and imports the bundle as published; it then builds the
 // encoded-frame streams the browser would have transferred with `encode` / `decode` and
 // times them (see lkworker.mjs).
 //

@@ -1,7 +1,7 @@
 // Worker-thread side of lkbench.mjs: the browser's dedicated E2EE worker.
 //
 // Shims the globals the published bundle touches (self, onmessage, postMessage,
-// RTCEncodedVideoFrame / RTCEncodedAudioFrame: worker_globals.mjs, shared with tests/interop/host.mjs),
+// RTCEncodedVideoFrame / RTCEncodedAudioFrame: worker_globals.mjs, shared with tests/interop/harness_common.mjs),
 // minus its crypto.subtle spies (nothing is recorded: this is a timing run). Then, per
 // timed run, it builds one ReadableStream / WritableStream pair per track (pipe), posts
 // `encode` / `decode` to the bundle's own onmessage as E2eeManager would, enqueues every

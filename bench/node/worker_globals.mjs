@@ -1,6 +1,6 @@
 // What a browser Web Worker gives the livekit-client E2EE worker bundle and Node does not:
 // the encoded-frame classes of Insertable Streams and the worker-scope globals. Shared by
-// the benchmark (bench/node/lkworker.mjs) and the interop oracle (tests/interop/host.mjs).
+// the benchmark (bench/node/lkworker.mjs) and the interop oracles (tests/interop/harness_common.mjs).
 
 export class RTCEncodedVideoFrame {
   constructor({ data, type, timestamp, metadata }) {
