@@ -137,9 +137,6 @@ class Ledger:
             self.names.append(name)
         return pidx
 
-    def known(self, name: str) -> int | None:
-        return self._pidx.get(name)
-
     def owner(self, pidx: int) -> SlotBook:
         sl = self._owner.get(pidx)
         if sl is None:
