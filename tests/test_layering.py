@@ -14,6 +14,8 @@ PURE = [
     "framecrypt.errors",
     "framecrypt.workers.sframe",
     "framecrypt.workers.livekit",
+    "framecrypt.workers.dave",
+    "framecrypt.workers.dave.footer",
     "framecrypt.keys.olm",
     "framecrypt.keys.policy",
     "framecrypt.keys.actions",

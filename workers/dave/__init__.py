@@ -1,0 +1,1 @@
+"""Discord DAVE media layer — pure core."""
