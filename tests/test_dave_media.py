@@ -7,11 +7,12 @@ see tests/dave_helpers.py for how their keys are obtained.
 from __future__ import annotations
 
 import pytest
+from dave_helpers import Group, find_base_secret, form_group
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framecrypt.errors import MalformedFrame
-from framecrypt.workers.dave import footer
+from framecrypt.errors import AuthenticationFailed, MalformedFrame
+from framecrypt.workers.dave import footer, frame, ratchet
 
 
 def test_leb128_known_values() -> None:
@@ -60,13 +61,13 @@ def test_malformed_footers_are_typed(frame: bytes) -> None:
 @settings(max_examples=2000, deadline=None)
 @given(st.binary(max_size=64), st.binary(max_size=40))
 def test_parse_is_total(body: bytes, tail: bytes) -> None:
-    for frame in (body + tail, body + tail + b"\xfa\xfa",
-                  body + tail + bytes([len(tail) + 3]) + b"\xfa\xfa"):
+    for data in (body + tail, body + tail + b"\xfa\xfa",
+                 body + tail + bytes([len(tail) + 3]) + b"\xfa\xfa"):
         try:
-            f = footer.parse(frame)
+            f = footer.parse(data)
         except MalformedFrame:
             continue
-        assert f.body_len + frame[-3] == len(frame)
+        assert f.body_len + data[-3] == len(data)
         assert f.nonce <= 0xFFFFFFFF
         end = 0
         for off, size in f.ranges:
@@ -88,3 +89,162 @@ def test_serialize_then_parse(tag: bytes, nonce: int, gaps: list[tuple[int, int]
     body = bytes(pos + 5)
     f = footer.parse(body + footer.serialize(tag, nonce, ranges))
     assert (f.tag, f.nonce, list(f.ranges), f.body_len) == (tag, nonce, ranges, len(body))
+
+
+# --- frames and keys against libdave (dave-py 1.1.0) and davey 0.1.7 ----------------------
+
+dave = pytest.importorskip("dave")
+davey = pytest.importorskip("davey")
+
+
+OPUS = bytes(range(7, 107))
+VP8_KEY = bytes([0x10]) + bytes(range(200, 255)) + bytes(range(60))  # P bit 0: key frame
+VP8_DELTA = bytes([0x31]) + bytes(range(90))  # P bit 1: delta frame
+
+
+def _recover(sealed: bytes, plain: bytes) -> bytes:
+    """The sender's base secret, found in memory: the window whose generation-0 key, by
+    framecrypt's ratchet, opens ``sealed`` (a frame the other library sealed) to ``plain``."""
+    f = footer.parse(sealed)
+    assert f.generation == 0
+
+    def opens(cand: bytes) -> bool:
+        try:
+            key = ratchet.key_for_generation(cand, 0)
+            return frame.open_parsed(key, sealed, f) == plain
+        except AuthenticationFailed:
+            return False
+
+    secret = find_base_secret(opens)
+    assert secret is not None, "no base secret in memory opens the frame"
+    return secret
+
+
+class Call:
+    def __init__(self) -> None:
+        self.g: Group = form_group()
+        # davey's sender key: its first Opus frame, opened with the base secret that
+        # libdave (the dave-py member) holds for it
+        self.davey_first = self.g.davey_member.encrypt_opus(OPUS)
+        self._scan_davey = self.g.dave_member.get_key_ratchet(str(self.g.davey_id))
+        self.davey_secret = _recover(self.davey_first, OPUS)
+        # the dave-py member's own sender key, through libdave's Encryptor
+        self._scan_dave = self.g.dave_member.get_key_ratchet(str(self.g.dave_id))
+        self.enc = dave.Encryptor()
+        self.enc.set_key_ratchet(self.g.dave_member.get_key_ratchet(str(self.g.dave_id)))
+        self.enc.assign_ssrc_to_codec(1, dave.Codec.opus)
+        self.enc.assign_ssrc_to_codec(2, dave.Codec.vp8)
+        self.dave_first = self.enc.encrypt(dave.MediaType.audio, 1, OPUS)
+        self.dave_secret = _recover(self.dave_first, OPUS)
+        self.nonce = 1  # the last nonce framecrypt sealed with as the dave-py member
+
+    def libdave_decryptor(self, user_id: int) -> object:
+        dec = dave.Decryptor()
+        dec.transition_to_key_ratchet(self.g.dave_member.get_key_ratchet(str(user_id)))
+        return dec
+
+
+@pytest.fixture(scope="module")
+def call() -> Call:
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the key recovery reads /proc/self/mem")
+    return Call()
+
+
+def test_two_different_sender_secrets(call: Call) -> None:
+    assert call.davey_secret != call.dave_secret
+
+
+def test_libdave_first_opus_frame_is_byte_identical(call: Call) -> None:
+    # libdave's first nonce is 1; the frame is deterministic given key and nonce
+    key = ratchet.key_for_generation(call.dave_secret, 0)
+    assert footer.parse(call.dave_first).nonce == 1
+    assert frame.seal_codec(key, 1, "opus", OPUS) == call.dave_first
+
+
+def test_davey_first_opus_frame_is_byte_identical(call: Call) -> None:
+    key = ratchet.key_for_generation(call.davey_secret, 0)
+    assert footer.parse(call.davey_first).nonce == 1
+    assert frame.seal_codec(key, 1, "opus", OPUS) == call.davey_first
+
+
+@pytest.mark.parametrize("plain", [VP8_KEY, VP8_DELTA], ids=["key", "delta"])
+def test_libdave_vp8_frames_byte_identical_and_open(call: Call, plain: bytes) -> None:
+    sealed = call.enc.encrypt(dave.MediaType.video, 2, plain)
+    f = footer.parse(sealed)
+    clear = 10 if plain is VP8_KEY else 1
+    assert f.ranges == ((0, clear),)
+    key = ratchet.key_for_generation(call.dave_secret, f.generation)
+    assert frame.open_frame(key, sealed) == plain
+    assert frame.seal_codec(key, f.nonce, "vp8", plain) == sealed
+    # the clear header is authenticated: flipping a bit of it fails in framecrypt
+    tampered = bytes([sealed[0] ^ 0x04]) + sealed[1:]
+    with pytest.raises(AuthenticationFailed):
+        frame.open_frame(key, tampered)
+
+
+@pytest.mark.parametrize("plain", [VP8_KEY, VP8_DELTA], ids=["key", "delta"])
+def test_davey_vp8_frames_open_in_framecrypt(call: Call, plain: bytes) -> None:
+    sealed = call.g.davey_member.encrypt(davey.MediaType.video, davey.Codec.vp8, plain)
+    f = footer.parse(sealed)
+    key = ratchet.key_for_generation(call.davey_secret, f.generation)
+    assert frame.open_frame(key, sealed) == plain
+    assert frame.seal_codec(key, f.nonce, "vp8", plain) == sealed
+
+
+@pytest.mark.parametrize("step", [1, 4242, 70000])
+@pytest.mark.parametrize("codec,plain", [("opus", OPUS), ("vp8", VP8_KEY), ("vp8", VP8_DELTA)])
+def test_framecrypt_frames_open_in_davey_and_libdave(
+    call: Call, step: int, codec: str, plain: bytes
+) -> None:
+    # framecrypt seals as the dave-py member (generation 0: both receivers refuse a
+    # later generation from a ratchet younger than 2^24 frames at their frame-rate cap,
+    # so generation 1 is checked on the send side, below)
+    key = ratchet.key_for_generation(call.dave_secret, 0)
+    # both receivers keep one nonce window per sender: each frame gets a newer nonce
+    call.nonce += step
+    sealed = frame.seal_codec(key, call.nonce, codec, plain)
+    media = davey.MediaType.audio if codec == "opus" else davey.MediaType.video
+    assert call.g.davey_member.decrypt(call.g.dave_id, media, sealed) == plain
+    dec = call.libdave_decryptor(call.g.dave_id)
+    dmedia = dave.MediaType.audio if codec == "opus" else dave.MediaType.video
+    assert dec.decrypt(dmedia, sealed) == plain  # type: ignore[attr-defined]
+
+
+def test_libdave_generation_one_is_byte_identical(call: Call) -> None:
+    # libdave's encryptor ratchets after 2^24 frames: its frame with nonce 2^24 is the
+    # first of generation 1 (the ratchet's second key, generation in the top byte)
+    from collections import deque
+    from itertools import repeat
+
+    enc = dave.Encryptor()
+    enc.set_key_ratchet(call.g.dave_member.get_key_ratchet(str(call.g.dave_id)))
+    enc.assign_ssrc_to_codec(9, dave.Codec.opus)
+    n = (1 << 24) - 1
+    deque(map(enc.encrypt, repeat(dave.MediaType.audio, n), repeat(9, n), repeat(b"\x01", n)),
+          maxlen=0)
+    sealed = enc.encrypt(dave.MediaType.audio, 9, OPUS)
+    assert footer.parse(sealed).nonce == 1 << 24
+    key1 = ratchet.key_for_generation(call.dave_secret, 1)
+    assert key1 != ratchet.key_for_generation(call.dave_secret, 0)
+    assert frame.seal_codec(key1, 1 << 24, "opus", OPUS) == sealed
+    assert frame.open_frame(key1, sealed) == OPUS
+
+
+def test_wrong_key_or_flipped_ciphertext_fails(call: Call) -> None:
+    sealed = call.dave_first
+    with pytest.raises(AuthenticationFailed):
+        frame.open_frame(ratchet.key_for_generation(call.davey_secret, 0), sealed)
+    key = ratchet.key_for_generation(call.dave_secret, 0)
+    with pytest.raises(AuthenticationFailed):
+        frame.open_frame(key, bytes([sealed[0] ^ 1]) + sealed[1:])
+    with pytest.raises(AuthenticationFailed):  # the tag
+        frame.open_frame(key, sealed[:100] + bytes([sealed[100] ^ 1]) + sealed[101:])
+
+
+def test_ratchet_repr_hides_secret(call: Call) -> None:
+    r = ratchet.KeyRatchet(call.dave_secret)
+    r.key(3)
+    assert call.dave_secret.hex() not in repr(r) and "next_generation=4" in repr(r)

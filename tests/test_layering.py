@@ -16,6 +16,8 @@ PURE = [
     "framecrypt.workers.livekit",
     "framecrypt.workers.dave",
     "framecrypt.workers.dave.footer",
+    "framecrypt.workers.dave.frame",
+    "framecrypt.workers.dave.ratchet",
     "framecrypt.keys.olm",
     "framecrypt.keys.policy",
     "framecrypt.keys.actions",

@@ -1,0 +1,117 @@
+"""A DAVE frame sealed and opened with one AES-128 key (the key of one generation).
+
+Sealing (libdave's encryptor): the codec decides the unencrypted ranges; their bytes,
+concatenated, are the AAD; the other bytes, concatenated, are encrypted with AES-128-GCM
+under the 96-bit nonce ``0x00 * 8 || u32le(truncated nonce)``; the ciphertext is written
+back in place of the plaintext bytes (the clear ranges stay where they were), then the
+footer (:mod:`.footer`) with the GCM tag truncated to its first 8 bytes.
+
+Opening is codec-agnostic: the ranges come from the footer.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from framecrypt.errors import AuthenticationFailed, InvalidKeyMaterial, UnsupportedCodec
+
+from . import footer
+
+BytesLike = bytes | bytearray | memoryview
+_NONCE_PREFIX: Final = bytes(8)
+OPUS_SILENCE: Final = b"\xf8\xff\xfe"
+VP8_KEYFRAME_CLEAR = 10
+VP8_DELTA_CLEAR = 1
+
+
+def gcm_nonce(truncated_nonce: int) -> bytes:
+    """The 96-bit AES-GCM nonce for a 32-bit truncated nonce."""
+    return _NONCE_PREFIX + struct.pack("<I", truncated_nonce)
+
+
+def unencrypted_ranges(codec: str, frame: BytesLike) -> list[tuple[int, int]]:
+    """The ranges a sender leaves clear: none for Opus and VP9, the VP8 payload header
+    (10 bytes on a key frame, 1 otherwise) for VP8; a VP8 frame shorter than its header
+    is encrypted whole."""
+    if codec in ("opus", "vp9"):
+        return []
+    if codec == "vp8":
+        if not frame:
+            return []
+        clear = VP8_DELTA_CLEAR if frame[0] & 0x01 else VP8_KEYFRAME_CLEAR
+        return [(0, clear)] if len(frame) >= clear else []
+    raise UnsupportedCodec(codec)
+
+
+def _split(frame: BytesLike, ranges: footer.Ranges, end: int) -> tuple[bytes, bytes]:
+    mv = memoryview(frame)
+    clear, other, pos = [], [], 0
+    for offset, size in ranges:
+        other.append(mv[pos:offset])
+        clear.append(mv[offset : offset + size])
+        pos = offset + size
+    other.append(mv[pos:end])
+    return b"".join(clear), b"".join(other)
+
+
+def _interleave(ranges: footer.Ranges, clear: bytes, other: bytes) -> bytearray:
+    out = bytearray()
+    ci = oi = pos = 0
+    for offset, size in ranges:
+        n = offset - pos
+        out += other[oi : oi + n]
+        oi += n
+        out += clear[ci : ci + size]
+        ci += size
+        pos = offset + size
+    out += other[oi:]
+    return out
+
+
+def _check_key(key: bytes) -> None:
+    if len(key) != 16:
+        raise InvalidKeyMaterial("a DAVE frame key is 16 bytes (AES-128)")
+
+
+def seal(key: bytes, truncated_nonce: int, frame: BytesLike,
+         ranges: footer.Ranges = ()) -> bytes:
+    """Seal ``frame`` leaving ``ranges`` clear (and authenticated)."""
+    _check_key(key)
+    footer.check_ranges(ranges, len(frame))
+    clear, plain = _split(frame, ranges, len(frame))
+    sealed = AESGCM(key).encrypt(gcm_nonce(truncated_nonce), plain, clear)
+    body = _interleave(ranges, clear, sealed[:-16])
+    return bytes(body) + footer.serialize(sealed[-16:-8], truncated_nonce, ranges)
+
+
+def seal_codec(key: bytes, truncated_nonce: int, codec: str, frame: BytesLike) -> bytes:
+    """Seal ``frame`` with the unencrypted ranges ``codec`` calls for."""
+    return seal(key, truncated_nonce, frame, unencrypted_ranges(codec, frame))
+
+
+def open_frame(key: bytes, frame: BytesLike) -> bytes:
+    """Open a sealed frame; :class:`MalformedFrame` for a bad footer,
+    :class:`AuthenticationFailed` when it does not authenticate under ``key``."""
+    _check_key(key)
+    f = footer.parse(frame)
+    return open_parsed(key, frame, f)
+
+
+def open_parsed(key: bytes, frame: BytesLike, f: footer.Footer) -> bytes:
+    """Open ``frame`` whose footer is already parsed as ``f``."""
+    clear, cipher = _split(frame, f.ranges, f.body_len)
+    dec = Cipher(
+        algorithms.AES(key), modes.GCM(gcm_nonce(f.nonce), f.tag, min_tag_length=8)
+    ).decryptor()
+    dec.authenticate_additional_data(clear)
+    plain = dec.update(cipher)
+    try:
+        dec.finalize()
+    except InvalidTag:
+        raise AuthenticationFailed() from None
+    return bytes(_interleave(f.ranges, clear, plain))
