@@ -99,9 +99,9 @@ def _rw_anonymous_regions() -> list[tuple[int, int]]:
     return regions
 
 
-def find_base_secret(opens: Any) -> bytes | None:
-    """The first 16-byte window (16-byte aligned) of this process's anonymous memory for
-    which ``opens(candidate)`` is true."""
+def find_base_secret(opens: Any, size: int = 16) -> bytes | None:
+    """The first ``size``-byte window (16-byte aligned) of this process's anonymous memory
+    for which ``opens(candidate)`` is true."""
     with open("/proc/self/mem", "rb", buffering=0) as mem:
         for start, end in _rw_anonymous_regions():
             try:
@@ -109,8 +109,8 @@ def find_base_secret(opens: Any) -> bytes | None:
                 data = mem.read(end - start)
             except (OSError, ValueError, OverflowError):
                 continue
-            for off in range(0, len(data) - 15, 16):
-                cand = data[off : off + 16]
+            for off in range(0, len(data) - size + 1, 16):
+                cand = data[off : off + size]
                 if cand.count(0) > 3:
                     continue
                 if opens(cand):

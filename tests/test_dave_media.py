@@ -244,6 +244,18 @@ def test_wrong_key_or_flipped_ciphertext_fails(call: Call) -> None:
         frame.open_frame(key, sealed[:100] + bytes([sealed[100] ^ 1]) + sealed[101:])
 
 
+def test_base_secrets_come_from_the_mls_exporter(call: Call) -> None:
+    # the epoch's exporter secret, found in memory (libdave's or OpenMLS's key schedule) as
+    # the 32 bytes from which framecrypt's exporter gives the dave-py member's base secret;
+    # the davey member's base secret must then follow from it too (user id as u64 LE)
+    def gives_dave(cand: bytes) -> bool:
+        return ratchet.base_secret(cand, call.g.dave_id) == call.dave_secret
+
+    exporter = find_base_secret(gives_dave, size=32)
+    assert exporter is not None, "no exporter secret in memory gives the base secret"
+    assert ratchet.base_secret(exporter, call.g.davey_id) == call.davey_secret
+
+
 def test_ratchet_repr_hides_secret(call: Call) -> None:
     r = ratchet.KeyRatchet(call.dave_secret)
     r.key(3)

@@ -1,7 +1,8 @@
-"""DAVE's per-sender key ratchet: from a sender's base secret to per-generation keys.
+"""DAVE's per-sender key ratchet: from the MLS epoch to per-generation keys.
 
-The base secret is MLS-Exporter("Discord Secure Frames v0", sender user id, 16); this
-module starts from it. libdave keys each sender with mlspp's ``HashRatchet`` over cipher
+A sender's base secret is MLS-Exporter("Discord Secure Frames v0", u64le(user id), 16)
+(RFC 9420 §8.5, over the epoch's exporter secret): :func:`base_secret`.
+libdave keys each sender with mlspp's ``HashRatchet`` over cipher
 suite 2 (SHA-256, AES-128): for generation ``g`` = 0, 1, ...::
 
     key(g)      = ExpandWithLabel(secret(g), "key",    u32(g), 16)
@@ -39,6 +40,31 @@ def expand_with_label(secret: bytes, label: bytes, context: bytes, length: int) 
     full = b"MLS 1.0 " + label
     info = struct.pack(">H", length) + _varint(len(full)) + full + _varint(len(context)) + context
     return hmac.digest(secret, info + b"\x01", hashlib.sha256)[:length]
+
+
+def derive_secret(secret: bytes, label: bytes) -> bytes:
+    """RFC 9420 DeriveSecret (SHA-256)."""
+    return expand_with_label(secret, label, b"", HASH_BYTES)
+
+
+def mls_exporter(exporter_secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    """RFC 9420 §8.5 MLS-Exporter over an epoch's exporter secret (SHA-256 suites)."""
+    return expand_with_label(
+        derive_secret(exporter_secret, label), b"exported", hashlib.sha256(context).digest(),
+        length,
+    )
+
+
+def base_secret(exporter_secret: bytes, user_id: int) -> bytes:
+    """The base secret of sender ``user_id`` (a Discord snowflake, 64-bit) in the epoch
+    whose MLS exporter secret is given."""
+    if len(exporter_secret) != HASH_BYTES:
+        raise InvalidKeyMaterial("an MLS exporter secret of cipher suite 2 is 32 bytes")
+    if not 0 <= user_id < 1 << 64:
+        raise InvalidParameter("a DAVE user id is a 64-bit number")
+    return mls_exporter(
+        exporter_secret, EXPORTER_LABEL, struct.pack("<Q", user_id), BASE_SECRET_BYTES
+    )
 
 
 class KeyRatchet:
