@@ -289,3 +289,57 @@ def test_ratchet_repr_hides_secret(call: Call) -> None:
     r = ratchet.KeyRatchet(call.dave_secret)
     r.key(3)
     assert call.dave_secret.hex() not in repr(r) and "next_generation=4" in repr(r)
+
+
+# --- the receiver's nonce window against libdave's Decryptor ----------------------------
+
+from framecrypt.errors import ReplayedFrame  # noqa: E402
+from framecrypt.workers.dave import nonces  # noqa: E402
+
+# sequences of truncated nonces (generation 0) a sender's frames arrive with: libdave's
+# accept/reject decision for each must be framecrypt's
+SEQUENCES = {
+    "replay": [5, 5],
+    "late-then-replay": [5, 3, 3, 4, 2, 1, 6, 4],
+    "missing-window": [1, 1200, 199, 200, 201, 1199, 1199, 1201],
+    "jump-beyond-window": [10, 5000, 3999, 4000, 4001, 10],
+    "below-the-first": [100, 1, 1, 99, 101, 50, 50],
+    "below-the-first-window": [1500, 1, 499, 500, 501],
+    "zero-first": [0, 1, 0],
+    "zero-late": [5, 0, 0],
+}
+
+
+@pytest.mark.parametrize("seq", list(SEQUENCES.values()), ids=list(SEQUENCES))
+def test_nonce_window_matches_libdave(call: Call, seq: list[int]) -> None:
+    key = ratchet.key_for_generation(call.dave_secret, 0)
+    dec = call.libdave_decryptor(call.g.dave_id)
+    window = nonces.NonceWindow()
+    for n in seq:
+        sealed = frame.seal_codec(key, n, "opus", OPUS)
+        libdave_ok = dec.decrypt(dave.MediaType.audio, sealed) == OPUS  # type: ignore[attr-defined]
+        big = nonces.big_nonce(0, n)
+        try:
+            window.check(big)
+        except ReplayedFrame:
+            ours = False
+        else:
+            assert frame.open_frame(key, sealed) == OPUS
+            window.accept(big)
+            ours = True
+        assert ours == libdave_ok, f"nonce {n}: libdave {libdave_ok}, framecrypt {ours}"
+
+
+def test_wrapped_generation() -> None:
+    assert nonces.wrapped_generation(0, 3) == 3
+    assert nonces.wrapped_generation(250, 255) == 255
+    assert nonces.wrapped_generation(250, 2) == 258  # past the 8-bit wrap
+    assert nonces.wrapped_generation(513, 1) == 513
+    assert nonces.wrapped_generation(513, 0) == 768
+    assert nonces.big_nonce(258, (2 << 24) | 7) == (258 << 24) | 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(seq=st.lists(st.integers(0, 2600), min_size=1, max_size=25))
+def test_nonce_window_matches_libdave_on_any_sequence(call: Call, seq: list[int]) -> None:
+    test_nonce_window_matches_libdave(call, seq)
