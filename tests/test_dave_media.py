@@ -135,6 +135,7 @@ class Call:
         self.enc.assign_ssrc_to_codec(1, dave.Codec.opus)
         self.enc.assign_ssrc_to_codec(2, dave.Codec.vp8)
         self.enc.assign_ssrc_to_codec(3, dave.Codec.vp9)
+        self.enc.assign_ssrc_to_codec(4, dave.Codec.av1)
         self.dave_first = self.enc.encrypt(dave.MediaType.audio, 1, OPUS)
         self.dave_secret = _recover(self.dave_first, OPUS)
         self.nonce = 1  # the last nonce framecrypt sealed with as the dave-py member
@@ -343,3 +344,53 @@ def test_wrapped_generation() -> None:
 @given(seq=st.lists(st.integers(0, 2600), min_size=1, max_size=25))
 def test_nonce_window_matches_libdave_on_any_sequence(call: Call, seq: list[int]) -> None:
     test_nonce_window_matches_libdave(call, seq)
+
+
+# --- AV1: OBU-aware sealing, byte-identical with both ------------------------------------
+
+_OBU = st.tuples(
+    st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 15]),  # 2, 8, 15 are dropped by the sender
+    st.booleans(),  # extension byte
+    st.booleans(),  # size field
+    st.binary(max_size=150),
+)
+
+
+def _av1(obus: list[tuple[int, bool, bool, bytes]]) -> bytes:
+    out = bytearray()
+    for i, (typ, ext, sized, payload) in enumerate(obus):
+        sized = sized or i < len(obus) - 1  # an unsized OBU runs to the end of the frame
+        out.append((typ << 3) | (0x04 if ext else 0) | (0x02 if sized else 0))
+        if ext:
+            out.append(0x28)
+        if sized:
+            out += footer.leb128(len(payload))
+        out += payload
+    return bytes(out)
+
+
+def _same_as_both(call: Call, codec: str, plain: bytes) -> None:
+    sealed = call.enc.encrypt(dave.MediaType.video, 4, plain)
+    assert sealed is not None
+    f = footer.parse(sealed)
+    key = ratchet.key_for_generation(call.dave_secret, f.generation)
+    assert frame.seal_codec(key, f.nonce, codec, plain) == sealed
+    sealed = call.g.davey_member.encrypt(davey.MediaType.video, davey.Codec.av1, plain)
+    f = footer.parse(sealed)
+    key = ratchet.key_for_generation(call.davey_secret, f.generation)
+    assert frame.seal_codec(key, f.nonce, codec, plain) == sealed
+
+
+@settings(max_examples=150, deadline=None)
+@given(obus=st.lists(_OBU, min_size=1, max_size=6))
+def test_av1_frames_byte_identical_with_both(call: Call, obus: list[tuple[int, bool, bool, bytes]]
+                                             ) -> None:
+    _same_as_both(call, "av1", _av1(obus))
+
+
+def test_av1_last_obu_loses_its_size_field() -> None:
+    plain = _av1([(2, False, True, b""), (6, True, True, b"abc"), (6, False, True, b"xyz")])
+    rewritten, ranges = frame.av1_frame(plain)
+    # the temporal delimiter is gone; the last OBU's header has its size bit cleared
+    assert rewritten == bytes([0x36, 0x28, 3]) + b"abc" + bytes([0x30]) + b"xyz"
+    assert ranges == [(0, 3), (6, 1)]

@@ -60,7 +60,8 @@ def leb128(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_leb128(buf: bytes | bytearray | memoryview, pos: int, end: int) -> tuple[int, int]:
+def read_leb128(buf: bytes | bytearray | memoryview, pos: int, end: int) -> tuple[int, int]:
+    """The ULEB128 value at ``buf[pos:end]`` and the position after it."""
     value = 0
     shift = 0
     for i in range(_MAX_LEB_BYTES):
@@ -120,13 +121,13 @@ def parse(frame: bytes | bytearray | memoryview) -> Footer:
     start = n - supplemental
     tag = bytes(frame[start : start + TAG_BYTES])
     end = n - 3
-    nonce, pos = _read_leb128(frame, start + TAG_BYTES, end)
+    nonce, pos = read_leb128(frame, start + TAG_BYTES, end)
     if nonce > MAX_NONCE:
         raise MalformedFrame("DAVE truncated nonce exceeds 32 bits")
     ranges: list[tuple[int, int]] = []
     while pos < end:
-        offset, pos = _read_leb128(frame, pos, end)
-        size, pos = _read_leb128(frame, pos, end)
+        offset, pos = read_leb128(frame, pos, end)
+        size, pos = read_leb128(frame, pos, end)
         ranges.append((offset, size))
     check_ranges(ranges, start)
     return Footer(tag=tag, nonce=nonce, ranges=tuple(ranges), body_len=start)

@@ -18,7 +18,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from framecrypt.errors import AuthenticationFailed, InvalidKeyMaterial, UnsupportedCodec
+from framecrypt.errors import (
+    AuthenticationFailed,
+    InvalidKeyMaterial,
+    MalformedFrame,
+    UnsupportedCodec,
+)
 
 from . import footer
 
@@ -46,6 +51,58 @@ def unencrypted_ranges(codec: str, frame: BytesLike) -> list[tuple[int, int]]:
         clear = VP8_DELTA_CLEAR if frame[0] & 0x01 else VP8_KEYFRAME_CLEAR
         return [(0, clear)] if len(frame) >= clear else []
     raise UnsupportedCodec(codec)
+
+
+_AV1_DROPPED = (2, 8, 15)  # temporal delimiter, tile list, padding: the packetizer drops them
+
+
+def av1_frame(frame: BytesLike) -> tuple[bytes, list[tuple[int, int]]]:
+    """What an AV1 sender seals: the frame without the OBUs the packetizer drops, each OBU
+    header (and extension byte and LEB128 size, rewritten minimally) clear, the payloads
+    encrypted; the last OBU loses its size field (its has-size bit cleared). A malformed
+    frame is sealed as it is, encrypted whole (as libdave does)."""
+    data = bytes(frame)
+    n = len(data)
+    out = bytearray()
+    ranges: list[tuple[int, int]] = []
+
+    def clear(chunk: bytes) -> None:
+        if ranges and ranges[-1][0] + ranges[-1][1] == len(out):
+            ranges[-1] = (ranges[-1][0], ranges[-1][1] + len(chunk))
+        else:
+            ranges.append((len(out), len(chunk)))
+        out.extend(chunk)
+
+    i = 0
+    while i < n:
+        header_at, header = i, data[i]
+        i += 1
+        has_ext, has_size, obu_type = header & 0x04, header & 0x02, (header & 0x78) >> 3
+        if has_ext:
+            i += 1
+        if i >= n:
+            return data, []
+        if has_size:
+            try:
+                size, i = footer.read_leb128(data, i, n)
+            except MalformedFrame:
+                return data, []
+        else:
+            size = n - i
+        payload_at = i
+        if i + size > n:
+            return data, []
+        i += size
+        if obu_type in _AV1_DROPPED:
+            continue
+        keep_size = bool(has_size) and i != n
+        clear(bytes([header if keep_size or not has_size else header & ~0x02]))
+        if has_ext:
+            clear(data[header_at + 1 : header_at + 2])
+        if keep_size:
+            clear(footer.leb128(size))
+        out.extend(data[payload_at:i])
+    return bytes(out), ranges
 
 
 def _split(frame: BytesLike, ranges: footer.Ranges, end: int) -> tuple[bytes, bytes]:
@@ -90,7 +147,11 @@ def seal(key: bytes, truncated_nonce: int, frame: BytesLike,
 
 
 def seal_codec(key: bytes, truncated_nonce: int, codec: str, frame: BytesLike) -> bytes:
-    """Seal ``frame`` with the unencrypted ranges ``codec`` calls for."""
+    """Seal ``frame`` with the unencrypted ranges ``codec`` calls for (for AV1, the frame
+    as :func:`av1_frame` rewrites it: what the receiver opens)."""
+    if codec == "av1":
+        rewritten, ranges = av1_frame(frame)
+        return seal(key, truncated_nonce, rewritten, ranges)
     return seal(key, truncated_nonce, frame, unencrypted_ranges(codec, frame))
 
 
