@@ -136,6 +136,8 @@ class Call:
         self.enc.assign_ssrc_to_codec(2, dave.Codec.vp8)
         self.enc.assign_ssrc_to_codec(3, dave.Codec.vp9)
         self.enc.assign_ssrc_to_codec(4, dave.Codec.av1)
+        self.enc.assign_ssrc_to_codec(5, dave.Codec.h264)
+        self.enc.assign_ssrc_to_codec(6, dave.Codec.h265)
         self.dave_first = self.enc.encrypt(dave.MediaType.audio, 1, OPUS)
         self.dave_secret = _recover(self.dave_first, OPUS)
         self.nonce = 1  # the last nonce framecrypt sealed with as the dave-py member
@@ -394,3 +396,58 @@ def test_av1_last_obu_loses_its_size_field() -> None:
     # the temporal delimiter is gone; the last OBU's header has its size bit cleared
     assert rewritten == bytes([0x36, 0x28, 3]) + b"abc" + bytes([0x30]) + b"xyz"
     assert ranges == [(0, 3), (6, 1)]
+
+
+# --- H.264 / H.265: NAL-aware sealing with start-code avoidance ---------------------------
+
+_PAYLOAD = st.binary(min_size=8, max_size=120).filter(lambda b: b"\x00\x00" not in b)
+_NAL = st.tuples(st.integers(0, 63), st.booleans(), _PAYLOAD)
+
+
+def _h26x(codec: str, nals: list[tuple[int, bool, bytes]]) -> bytes:
+    out = bytearray()
+    for typ, long_code, payload in nals:
+        out += b"\x00\x00\x00\x01" if long_code else b"\x00\x00\x01"
+        if codec == "h264":
+            out.append(0x60 | (typ & 0x1F))
+        else:
+            out += bytes([(typ << 1) & 0x7E, 0x01])
+        out += payload
+    return bytes(out)
+
+
+@settings(max_examples=120, deadline=None)
+@given(codec=st.sampled_from(["h264", "h265"]), nals=st.lists(_NAL, min_size=1, max_size=5))
+def test_h26x_frames_byte_identical_with_both(
+    call: Call, codec: str, nals: list[tuple[int, bool, bytes]]
+) -> None:
+    plain = _h26x(codec, nals)
+    # libdave: learn its nonce counter from an Opus frame, then the H.26x frame must be
+    # framecrypt's first attempt at the next nonce (or a retry after it, the same way)
+    probe = footer.parse(call.enc.encrypt(dave.MediaType.audio, 1, OPUS)).nonce
+    sealed = call.enc.encrypt(dave.MediaType.video, 5 if codec == "h264" else 6, plain)
+    f = footer.parse(sealed)
+    key = ratchet.key_for_generation(call.dave_secret, f.generation)
+    assert frame.seal_h26x(key, probe + 1, codec, plain) == (sealed, f.nonce)
+    opened = frame.open_frame(key, sealed)
+    assert opened == frame.h26x.h26x_frame(codec, plain)[0]
+    # davey
+    probe = footer.parse(call.g.davey_member.encrypt_opus(OPUS)).nonce
+    dcodec = davey.Codec.h264 if codec == "h264" else davey.Codec.h265
+    sealed = call.g.davey_member.encrypt(davey.MediaType.video, dcodec, plain)
+    f = footer.parse(sealed)
+    key = ratchet.key_for_generation(call.davey_secret, f.generation)
+    assert frame.seal_h26x(key, probe + 1, codec, plain) == (sealed, f.nonce)
+
+
+def test_start_code_leak_detection() -> None:
+    from framecrypt.workers.dave import h26x
+
+    # clear (0, 5); an encrypted section holding 00 00 01; then a clear range
+    assert h26x.has_start_code_leak(b"\x00\x00\x00\x01\x65" + b"\x07\x00\x00\x01\x09"
+                                    + b"\x41\x42", [(0, 5), (10, 2)])
+    assert not h26x.has_start_code_leak(b"\x00\x00\x00\x01\x65" + b"\x07\x00\x05\x01\x09"
+                                        + b"\x41\x42", [(0, 5), (10, 2)])
+    # the tail after the last clear range (where the footer lives) counts too
+    assert h26x.has_start_code_leak(b"\x00\x00\x00\x01\x65" + b"\x09\x00\x00\x01\x07",
+                                    [(0, 5)])

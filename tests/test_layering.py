@@ -17,6 +17,7 @@ PURE = [
     "framecrypt.workers.dave",
     "framecrypt.workers.dave.footer",
     "framecrypt.workers.dave.frame",
+    "framecrypt.workers.dave.h26x",
     "framecrypt.workers.dave.nonces",
     "framecrypt.workers.dave.ratchet",
     "framecrypt.keys.olm",

@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from framecrypt.errors import (
     AuthenticationFailed,
+    DroppedFrame,
     InvalidKeyMaterial,
     MalformedFrame,
     UnsupportedCodec,
 )
 
-from . import footer
+from . import footer, h26x
 
 BytesLike = bytes | bytearray | memoryview
 _NONCE_PREFIX: Final = bytes(8)
@@ -152,7 +153,22 @@ def seal_codec(key: bytes, truncated_nonce: int, codec: str, frame: BytesLike) -
     if codec == "av1":
         rewritten, ranges = av1_frame(frame)
         return seal(key, truncated_nonce, rewritten, ranges)
+    if codec in ("h264", "h265"):
+        return seal_h26x(key, truncated_nonce, codec, frame)[0]
     return seal(key, truncated_nonce, frame, unencrypted_ranges(codec, frame))
+
+
+def seal_h26x(key: bytes, first_nonce: int, codec: str, frame: BytesLike) -> tuple[bytes, int]:
+    """Seal an H.264/H.265 frame, retrying with the next nonce while the result would hold
+    a start code; returns the sealed frame and the nonce it used. ``DroppedFrame`` if
+    all :data:`h26x.MAX_ATTEMPTS` attempts leak one."""
+    rewritten, ranges = h26x.h26x_frame(codec, frame)
+    for attempt in range(h26x.MAX_ATTEMPTS):
+        nonce = first_nonce + attempt
+        sealed = seal(key, nonce, rewritten, ranges)
+        if not h26x.has_start_code_leak(sealed, ranges):
+            return sealed, nonce
+    raise DroppedFrame("every H.26x sealing attempt held a start code")
 
 
 def open_frame(key: bytes, frame: BytesLike) -> bytes:
