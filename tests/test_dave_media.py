@@ -451,3 +451,51 @@ def test_start_code_leak_detection() -> None:
     # the tail after the last clear range (where the footer lives) counts too
     assert h26x.has_start_code_leak(b"\x00\x00\x00\x01\x65" + b"\x09\x00\x00\x01\x07",
                                     [(0, 5)])
+
+
+# --- malformed and tampered frames: framecrypt decides as libdave does --------------------
+
+
+def _framecrypt_opens(call: Call, data: bytes) -> bool:
+    try:
+        f = footer.parse(data)
+        key = ratchet.key_for_generation(call.dave_secret, f.generation)
+        frame.open_parsed(key, data, f)
+    except (MalformedFrame, AuthenticationFailed):
+        return False
+    return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cut_head=st.integers(0, 3),
+    cut_tail=st.integers(0, 3),
+    flip_at=st.integers(-30, -1),
+    flip=st.integers(0, 255),
+    insert=st.binary(max_size=3),
+)
+def test_mutated_frames_rejected_as_libdave_rejects(
+    call: Call, cut_head: int, cut_tail: int, flip_at: int, flip: int, insert: bytes
+) -> None:
+    # a libdave-sealed VP8 key frame (clear range, footer), then mutated around its footer
+    sealed = call.enc.encrypt(dave.MediaType.video, 2, VP8_KEY)
+    data = bytearray(sealed[cut_head : len(sealed) - cut_tail])
+    if len(data) >= -flip_at:
+        data[flip_at] ^= flip
+    pos = len(data) + flip_at if len(data) >= -flip_at else 0
+    data[pos:pos] = insert
+    data = bytes(data)
+    dec = call.libdave_decryptor(call.g.dave_id)
+    libdave_ok = dec.decrypt(dave.MediaType.video, data) is not None  # type: ignore[attr-defined]
+    assert _framecrypt_opens(call, data) == libdave_ok
+    if data == sealed:
+        assert libdave_ok
+
+
+def test_silence_frame_is_not_a_dave_frame(call: Call) -> None:
+    # libdave's receiver passes the SFU's Opus silence frame through (audio only)
+    dec = call.libdave_decryptor(call.g.dave_id)
+    assert dec.decrypt(dave.MediaType.audio, frame.OPUS_SILENCE) == frame.OPUS_SILENCE  # type: ignore[attr-defined]
+    assert dec.decrypt(dave.MediaType.video, frame.OPUS_SILENCE) is None  # type: ignore[attr-defined]
+    with pytest.raises(MalformedFrame):
+        footer.parse(frame.OPUS_SILENCE)
