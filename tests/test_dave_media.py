@@ -499,3 +499,79 @@ def test_silence_frame_is_not_a_dave_frame(call: Call) -> None:
     assert dec.decrypt(dave.MediaType.video, frame.OPUS_SILENCE) is None  # type: ignore[attr-defined]
     with pytest.raises(MalformedFrame):
         footer.parse(frame.OPUS_SILENCE)
+
+
+# --- the receiver's state (generations, epochs, passthrough) against libdave --------------
+
+from framecrypt.errors import DroppedFrame  # noqa: E402
+from framecrypt.workers.dave import receiver  # noqa: E402
+
+
+def test_receiver_refuses_generations_a_young_ratchet_cannot_have(call: Call) -> None:
+    key1 = ratchet.key_for_generation(call.dave_secret, 1)
+    sealed = frame.seal_codec(key1, (1 << 24) | 9, "opus", OPUS)
+    dec = call.libdave_decryptor(call.g.dave_id)
+    assert dec.decrypt(dave.MediaType.audio, sealed) is None  # type: ignore[attr-defined]
+    rx = receiver.Receiver()
+    rx.transition_to_key_ratchet(ratchet.KeyRatchet(call.dave_secret), now=0.0)
+    with pytest.raises(DroppedFrame):
+        rx.open(sealed, now=5.0)
+    # 2^24 frames at libdave's cap of 170 frames/s take 98,689 s: then generation 1 opens
+    assert rx.open(sealed, now=98_690.0) == OPUS
+
+
+def test_receiver_passthrough_transitions_as_libdave(call: Call) -> None:
+    dec = call.libdave_decryptor(call.g.dave_id)
+    rx = receiver.Receiver()
+    rx.transition_to_key_ratchet(ratchet.KeyRatchet(call.dave_secret), now=0.0)
+    clear = b"an unencrypted frame"
+    assert dec.decrypt(dave.MediaType.audio, clear) is None  # type: ignore[attr-defined]
+    with pytest.raises(MalformedFrame):
+        rx.open(clear, now=0.0)
+    dec.transition_to_passthrough_mode(True)  # type: ignore[attr-defined]
+    rx.transition_to_passthrough(True, now=0.0)
+    assert dec.decrypt(dave.MediaType.audio, clear) == clear  # type: ignore[attr-defined]
+    assert rx.open(clear, now=1.0) == clear
+    dec.transition_to_passthrough_mode(False, 10.0)  # type: ignore[attr-defined]
+    rx.transition_to_passthrough(False, now=1.0, expiry=10.0)
+    assert dec.decrypt(dave.MediaType.audio, clear) == clear  # type: ignore[attr-defined]
+    assert rx.open(clear, now=1.5) == clear
+    dec.transition_to_passthrough_mode(False, 0.0)  # type: ignore[attr-defined]
+    rx.transition_to_passthrough(False, now=2.0, expiry=0.0)
+    assert dec.decrypt(dave.MediaType.audio, clear) is None  # type: ignore[attr-defined]
+    with pytest.raises(MalformedFrame):
+        rx.open(clear, now=2.001)
+    assert rx.open(frame.OPUS_SILENCE, now=3.0) == frame.OPUS_SILENCE
+
+
+@pytest.mark.parametrize("expiry", [10.0, 0.0])
+def test_receiver_epoch_transition_as_libdave(call: Call, expiry: float) -> None:
+    # frames under the old epoch's ratchet open until the transition expiry
+    old = frame.seal_codec(ratchet.key_for_generation(call.dave_secret, 0), 77, "opus", OPUS)
+    dec = call.libdave_decryptor(call.g.dave_id)
+    dec.transition_to_key_ratchet(  # type: ignore[attr-defined]
+        call.g.dave_member.get_key_ratchet(str(call.g.davey_id)), expiry
+    )
+    rx = receiver.Receiver()
+    rx.transition_to_key_ratchet(ratchet.KeyRatchet(call.dave_secret), now=0.0)
+    rx.transition_to_key_ratchet(ratchet.KeyRatchet(call.davey_secret), now=1.0, expiry=expiry)
+    libdave_ok = dec.decrypt(dave.MediaType.audio, old) == OPUS  # type: ignore[attr-defined]
+    assert libdave_ok == (expiry > 0)
+    if expiry > 0:
+        assert rx.open(old, now=1.001) == OPUS
+    else:  # the old ratchet is gone: only the new epoch's key is tried
+        with pytest.raises(AuthenticationFailed):
+            rx.open(old, now=1.001)
+    new = frame.seal_codec(ratchet.key_for_generation(call.davey_secret, 0), 78, "opus", OPUS)
+    assert dec.decrypt(dave.MediaType.audio, new) == OPUS  # type: ignore[attr-defined]
+    assert rx.open(new, now=1.002) == OPUS
+
+
+def test_receiver_replay_and_repr(call: Call) -> None:
+    rx = receiver.Receiver()
+    rx.transition_to_key_ratchet(ratchet.KeyRatchet(call.dave_secret), now=0.0)
+    sealed = frame.seal_codec(ratchet.key_for_generation(call.dave_secret, 0), 5, "opus", OPUS)
+    assert rx.open(sealed, now=0.0) == OPUS
+    with pytest.raises(ReplayedFrame):
+        rx.open(sealed, now=0.0)
+    assert call.dave_secret.hex() not in repr(rx)

@@ -19,6 +19,7 @@ PURE = [
     "framecrypt.workers.dave.frame",
     "framecrypt.workers.dave.h26x",
     "framecrypt.workers.dave.nonces",
+    "framecrypt.workers.dave.receiver",
     "framecrypt.workers.dave.ratchet",
     "framecrypt.keys.olm",
     "framecrypt.keys.policy",
