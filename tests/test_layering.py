@@ -20,6 +20,7 @@ PURE = [
     "framecrypt.workers.dave.h26x",
     "framecrypt.workers.dave.nonces",
     "framecrypt.workers.dave.receiver",
+    "framecrypt.workers.dave.sender",
     "framecrypt.workers.dave.ratchet",
     "framecrypt.keys.olm",
     "framecrypt.keys.policy",
