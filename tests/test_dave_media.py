@@ -12,16 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from framecrypt.errors import AuthenticationFailed, MalformedFrame
+from framecrypt.workers import leb128
 from framecrypt.workers.dave import footer, frame, ratchet
 
 
 def test_leb128_known_values() -> None:
     # ULEB128 as in the DWARF spec's table
-    assert footer.leb128(2) == b"\x02"
-    assert footer.leb128(127) == b"\x7f"
-    assert footer.leb128(128) == b"\x80\x01"
-    assert footer.leb128(129) == b"\x81\x01"
-    assert footer.leb128(12857) == b"\xb9\x64"
+    assert leb128.encode(2) == b"\x02"
+    assert leb128.encode(127) == b"\x7f"
+    assert leb128.encode(128) == b"\x80\x01"
+    assert leb128.encode(129) == b"\x81\x01"
+    assert leb128.encode(12857) == b"\xb9\x64"
 
 
 def test_footer_layout_by_hand() -> None:
@@ -366,7 +367,7 @@ def _av1(obus: list[tuple[int, bool, bool, bytes]]) -> bytes:
         if ext:
             out.append(0x28)
         if sized:
-            out += footer.leb128(len(payload))
+            out += leb128.encode(len(payload))
         out += payload
     return bytes(out)
 

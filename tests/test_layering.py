@@ -23,6 +23,7 @@ PURE = [
     "framecrypt.workers.dave.sender",
     "framecrypt.workers.dave.ratchet",
     "framecrypt.keys.olm",
+    "framecrypt.workers.leb128",
     "framecrypt.keys.policy",
     "framecrypt.keys.actions",
     "framecrypt.keys.config",

@@ -47,6 +47,7 @@ from framecrypt.errors import (
     ReplayedFrame,
     UnknownKey,
 )
+from framecrypt.workers import leb128
 from framecrypt.workers.livekit.kdf import Kdf
 
 from .olm import MediaKey
@@ -66,26 +67,12 @@ def kdf_for(format: Literal["jitsi", "livekit"]) -> Kdf:
 # --- protobuf (the few messages we need) -------------------------------------------------
 
 
-def _varint(n: int) -> bytes:
-    if n < 0:
-        raise ValueError("negative varint")
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _len_field(num: int, value: bytes) -> bytes:
-    return _varint(num << 3 | 2) + _varint(len(value)) + value
+    return leb128.encode(num << 3 | 2) + leb128.encode(len(value)) + value
 
 
 def _int_field(num: int, value: int) -> bytes:
-    return _varint(num << 3) + _varint(value)
+    return leb128.encode(num << 3) + leb128.encode(value)
 
 
 def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
@@ -95,16 +82,8 @@ def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
 
     def varint() -> int:
         nonlocal i
-        v = shift = 0
-        while True:
-            if i >= n or shift > 63:
-                raise MalformedFrame("truncated protobuf varint")
-            b = data[i]
-            i += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return v
+        v, i = leb128.decode(data, i, n)
+        return v
 
     while i < n:
         tag = varint()

@@ -41,6 +41,9 @@ from typing import Any, Literal
 
 import vodozemac
 
+from framecrypt.errors import MalformedFrame
+from framecrypt.workers import leb128
+
 from . import jsonlimits
 from .envelope import (
     ENCRYPTED_KINDS,
@@ -153,17 +156,10 @@ class OlmIdentity:
 
 def _varint(body: bytes, i: int) -> tuple[int, int] | None:
     """A protobuf varint at ``body[i]``: ``(value, next index)``, None if cut or too long."""
-    value = shift = 0
-    n = len(body)
-    while True:
-        if i >= n or shift > 28:
-            return None
-        b = body[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, i
+    try:
+        return leb128.decode(body, i, len(body))
+    except MalformedFrame:
+        return None
 
 
 def prekey_identity_key(body: bytes) -> str | None:

@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from framecrypt.errors import MalformedFrame
+from framecrypt.workers import leb128
 
 TAG_BYTES = 8
 MAGIC = b"\xfa\xfa"
 # tag + supplemental-size byte + magic: the smallest footer minus its nonce
 MIN_SUPPLEMENTAL = TAG_BYTES + 1 + len(MAGIC)
 MAX_NONCE = 0xFFFFFFFF
-_MAX_LEB_BYTES = 10  # a 64-bit value, as libdave reads them
 
 Ranges = tuple[tuple[int, int], ...] | list[tuple[int, int]]
 
@@ -45,38 +45,6 @@ class Footer:
         return self.nonce >> 24
 
 
-def leb128(value: int) -> bytes:
-    """ULEB128 encoding of a non-negative integer."""
-    if value < 0:
-        raise ValueError("ULEB128 encodes non-negative integers only")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def read_leb128(buf: bytes | bytearray | memoryview, pos: int, end: int) -> tuple[int, int]:
-    """The ULEB128 value at ``buf[pos:end]`` and the position after it."""
-    value = 0
-    shift = 0
-    for i in range(_MAX_LEB_BYTES):
-        if pos + i >= end:
-            raise MalformedFrame("truncated ULEB128 in DAVE footer")
-        byte = buf[pos + i]
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            if value >= 1 << 64:
-                raise MalformedFrame("ULEB128 value in DAVE footer exceeds 64 bits")
-            return value, pos + i + 1
-    raise MalformedFrame("ULEB128 in DAVE footer longer than 10 bytes")
-
-
 def check_ranges(ranges: Ranges, body_len: int) -> None:
     """Ranges must be in order, not overlap, and lie inside the body."""
     prev_end = 0
@@ -92,10 +60,10 @@ def serialize(tag: bytes, nonce: int, ranges: Ranges) -> bytes:
         raise ValueError("the DAVE tag is 8 bytes")
     if not 0 <= nonce <= MAX_NONCE:
         raise ValueError("the DAVE truncated nonce is 32 bits")
-    parts = [tag, leb128(nonce)]
+    parts = [tag, leb128.encode(nonce)]
     for offset, size in ranges:
-        parts.append(leb128(offset))
-        parts.append(leb128(size))
+        parts.append(leb128.encode(offset))
+        parts.append(leb128.encode(size))
     body = b"".join(parts)
     size = len(body) + 1 + len(MAGIC)
     if size > 0xFF:
@@ -121,13 +89,13 @@ def parse(frame: bytes | bytearray | memoryview) -> Footer:
     start = n - supplemental
     tag = bytes(frame[start : start + TAG_BYTES])
     end = n - 3
-    nonce, pos = read_leb128(frame, start + TAG_BYTES, end)
+    nonce, pos = leb128.decode(frame, start + TAG_BYTES, end)
     if nonce > MAX_NONCE:
         raise MalformedFrame("DAVE truncated nonce exceeds 32 bits")
     ranges: list[tuple[int, int]] = []
     while pos < end:
-        offset, pos = read_leb128(frame, pos, end)
-        size, pos = read_leb128(frame, pos, end)
+        offset, pos = leb128.decode(frame, pos, end)
+        size, pos = leb128.decode(frame, pos, end)
         ranges.append((offset, size))
     check_ranges(ranges, start)
     return Footer(tag=tag, nonce=nonce, ranges=tuple(ranges), body_len=start)

@@ -25,6 +25,7 @@ from framecrypt.errors import (
     MalformedFrame,
     UnsupportedCodec,
 )
+from framecrypt.workers import leb128
 
 from . import footer, h26x
 
@@ -85,7 +86,7 @@ def av1_frame(frame: BytesLike) -> tuple[bytes, list[tuple[int, int]]]:
             return data, []
         if has_size:
             try:
-                size, i = footer.read_leb128(data, i, n)
+                size, i = leb128.decode(data, i, n)
             except MalformedFrame:
                 return data, []
         else:
@@ -101,7 +102,7 @@ def av1_frame(frame: BytesLike) -> tuple[bytes, list[tuple[int, int]]]:
         if has_ext:
             clear(data[header_at + 1 : header_at + 2])
         if keep_size:
-            clear(footer.leb128(size))
+            clear(leb128.encode(size))
         out.extend(data[payload_at:i])
     return bytes(out), ranges
 
