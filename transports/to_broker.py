@@ -29,6 +29,7 @@ from framecrypt.transports.wire import (
     U32_MAX,
     U64_MAX,
     Blob,
+    Heartbeat,
     Message,
     Parts,
     as_blob,
@@ -257,20 +258,10 @@ class Event(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class Pong(Message):
+class Pong(Heartbeat):
     """``[V, PONG, t]``: heartbeat (a PING's ``t``, or 0 when unasked)."""
 
     KIND: ClassVar[int] = wire.PONG
-    t: int | float = 0
-
-    def encode(self) -> Parts:
-        return [wire.pack(wire.PONG, self.t)]
-
-    @classmethod
-    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Pong:
-        (t,) = header_fields(fields, 1, "PONG")
-        check_parts(parts, 1, 1, "PONG")
-        return cls(check_number(t, "PONG t"))
 
 
 ToBroker: TypeAlias = Ready | Result | Ack | Event | Pong

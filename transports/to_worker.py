@@ -30,12 +30,12 @@ from framecrypt.transports.wire import (
     U32_MAX,
     U64_MAX,
     Blob,
+    Heartbeat,
     Message,
     Parts,
     as_blob,
     check_int,
     check_list,
-    check_number,
     check_parts,
     check_str,
     check_u32,
@@ -349,20 +349,10 @@ class Control(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class Ping(Message):
+class Ping(Heartbeat):
     """``[V, PING, t]``: heartbeat, answered with a PONG of the same ``t``."""
 
     KIND: ClassVar[int] = wire.PING
-    t: int | float = 0
-
-    def encode(self) -> Parts:
-        return [wire.pack(wire.PING, self.t)]
-
-    @classmethod
-    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Ping:
-        (t,) = header_fields(fields, 1, "PING")
-        check_parts(parts, 1, 1, "PING")
-        return cls(check_number(t, "PING t"))
 
 
 @dataclass(frozen=True, slots=True)

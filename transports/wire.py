@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Self, TypeAlias
 
 import msgpack
@@ -218,3 +219,21 @@ class Message:
     @classmethod
     def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Self:
         raise ProtocolError(f"{cls.__name__} has no parser")
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    """``[V, PING|PONG, t]``: the two heartbeats share one shape (``t``: a PING's
+    value echoed by its PONG, or 0 when unasked)."""
+
+    t: int | float = 0
+
+    def encode(self) -> Parts:
+        return [pack(self.KIND, self.t)]
+
+    @classmethod
+    def _from(cls, fields: list[Any], parts: Sequence[Any]) -> Self:
+        what = cls.__name__.upper()
+        (t,) = header_fields(fields, 1, what)
+        check_parts(parts, 1, 1, what)
+        return cls(check_number(t, f"{what} t"))
