@@ -8,10 +8,18 @@ NODE_STAMP := tests/interop/node_modules/.installed-stamp
 
 .PHONY: demo test lint bench install node browser clean
 
-$(STAMP): pyproject.toml
+# The compiled hot loop (framecrypt._native, built by setup.py from workers/csrc) needs
+# libssl-dev and, on x86-64, libipsec-mb-dev: installed with apt where missing. CI
+# (CI=true) requires the extension to build; elsewhere a failed build leaves the
+# pure-Python core running (framecrypt.native_info() says why).
+NATIVE_SRC := setup.py $(wildcard workers/csrc/*)
+REQUIRE_NATIVE := $(if $(filter true,$(CI)),1,0)
+
+$(STAMP): pyproject.toml $(NATIVE_SRC)
+	@.ci/install-native-deps || echo "native build dependencies missing: the pure-Python core will run"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	FRAMECRYPT_REQUIRE_NATIVE=$(REQUIRE_NATIVE) $(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 install: $(STAMP)

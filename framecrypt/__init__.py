@@ -15,7 +15,17 @@ if TYPE_CHECKING:
     from framecrypt.broker.pool import Pool, PoolEvent
     from framecrypt.frame import Frame
 
-__all__ = ["Frame", "Pool", "PoolEvent", "__version__"]
+__all__ = ["Frame", "Pool", "PoolEvent", "__version__", "native_info"]
+
+
+def native_info() -> dict[str, Any]:
+    """Which hot loop runs and why: ``{"path": "native" | "python", "why": …}`` plus,
+    on the native path, the AES-GCM ``backend`` (``ipsec-mb`` or ``evp``) and its
+    version (see :mod:`framecrypt.workers.native`; ``FRAMECRYPT_NATIVE=0`` forces the
+    pure-Python core)."""
+    from framecrypt.workers.native import info
+
+    return info()
 
 
 def __getattr__(name: str) -> Any:

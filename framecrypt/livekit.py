@@ -16,8 +16,6 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from framecrypt.errors import DroppedFrame, InvalidKeyMaterial, UnsupportedCodec
 from framecrypt.workers.livekit import lkts, sif
 from framecrypt.workers.livekit.codecs import CODECS, check_codec
@@ -44,6 +42,7 @@ from framecrypt.workers.livekit.frame import (
 from framecrypt.workers.livekit.kdf import LIVEKIT_SALT, Kdf, resolve
 from framecrypt.workers.livekit.keyring import KeyRing, KeySet
 from framecrypt.workers.livekit.lkts import FrameMetadata
+from framecrypt.workers.native import Gcm, active, aesgcm
 
 __all__ = [
     "CODECS",
@@ -71,17 +70,19 @@ __all__ = [
 ]
 
 _AEAD_CACHE_SIZE = 64
-_aeads: OrderedDict[bytes, AESGCM] = OrderedDict()
+_aeads: OrderedDict[tuple[bytes, bool], Gcm] = OrderedDict()
 
 
-def _aead(key: bytes) -> AESGCM:
-    """A cached AESGCM object per raw key (bounded LRU; building one costs ~1 µs)."""
-    a = _aeads.get(key)
+def _aead(key: bytes) -> Gcm:
+    """A cached AES-GCM object per raw key (native where the extension runs; a
+    bounded LRU: building one costs ~1 µs)."""
+    slot = (key, active())
+    a = _aeads.get(slot)
     if a is None:
         if len(key) not in (16, 32):
             raise InvalidKeyMaterial("AES key must be 16 or 32 bytes")
-        a = AESGCM(key)
-        _aeads[key] = a
+        a = aesgcm(key)
+        _aeads[slot] = a
         if len(_aeads) > _AEAD_CACHE_SIZE:
             _aeads.popitem(last=False)
     return a
@@ -114,7 +115,7 @@ def protect(
     key_index: int = 0,
 ) -> bytes:
     """Seal one encoded frame as livekit-client does (IV from ``send_count``)."""
-    aead = _aeads.get(key) or _aead(key)
+    aead = _aeads.get((key, active())) or _aead(key)
     try:
         tail = trailer("livekit", ssrc, timestamp, send_count, key_index)
     except struct.error:
@@ -149,4 +150,5 @@ def unprotect(
         if sif.is_allowed_blank(payload):
             return payload
         raise DroppedFrame("server-injected frame is not a known blank")
-    return open_frame(_aeads.get(key) or _aead(key), data, codec=codec, keyframe=keyframe)
+    aead = _aeads.get((key, active())) or _aead(key)
+    return open_frame(aead, data, codec=codec, keyframe=keyframe)

@@ -29,7 +29,11 @@ def test_wheel_installs_under_one_name(tmp_path: Path) -> None:
     (wheel,) = out.glob("framecrypt-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names}
-    assert tops == {"framecrypt", wheel.name.split("-py")[0] + ".dist-info"}, tops
+    assert tops == {"framecrypt", "-".join(wheel.name.split("-")[:2]) + ".dist-info"}, tops
+    # the compiled hot loop is built by the normal wheel build (setup.py)
+    assert [n for n in names if n.startswith("framecrypt/_native.") and n.endswith(".so")], \
+        "the wheel has no framecrypt._native extension"
+    assert not [n for n in names if "/csrc/" in n], "C sources leaked into the wheel"
     for folder in TOP_FOLDERS:
         assert f"framecrypt/{folder}/__init__.py" in names
     assert "framecrypt/workers/sframe/__init__.py" in names
@@ -48,14 +52,16 @@ def test_wheel_installs_under_one_name(tmp_path: Path) -> None:
         "import framecrypt, framecrypt.broker, framecrypt.workers, framecrypt.transports,"
         " framecrypt.conf, framecrypt.sframe, framecrypt.livekit;"
         "print(framecrypt.__file__);"
-        f"print([m for m in {TOP_FOLDERS!r} if u.find_spec(m) is not None])"
+        f"print([m for m in {TOP_FOLDERS!r} if u.find_spec(m) is not None]);"
+        "from framecrypt.workers.native import info; print(info()['path'])"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     res = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=120,
                          cwd=tmp_path, env=env, check=True)
-    where, leaked = res.stdout.strip().splitlines()
+    where, leaked, path = res.stdout.strip().splitlines()
     assert str(env_dir) in where
     assert leaked == "[]"
+    assert path == "native"
 
 
 def test_editable_install_maps_folders() -> None:

@@ -25,6 +25,7 @@ from framecrypt.errors import (
     UnknownKey,
 )
 from framecrypt.transports import wire
+from framecrypt.workers import native, native_loop
 from framecrypt.workers.livekit import frame as lkframe
 from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
 from framecrypt.workers.livekit.events import KeyRatcheted
@@ -129,6 +130,12 @@ class Engine:
         self._iv = "counter" if config.iv == "counter" else ("jitsi" if self.jitsi else
                                                              "livekit")
         self._sif = self._options.sif_trailer or b""
+        # the native loop: the clear rule of every (codec id << 1 | keyframe) byte pair,
+        # the IV scheme's number, and the 256-entry key tables by participant
+        self._rules = native_loop.rules(self.jitsi) if native.active() else b""
+        self._scheme = ("counter", "livekit", "jitsi").index(self._iv)
+        self._tables: dict[int, tuple[int, tuple[Any, ...]]] = {}  # native_loop.key_table
+        native.announce()
 
     def __repr__(self) -> str:
         return f"Engine({self.config.format}, participants={len(self.participants)})"
@@ -376,6 +383,11 @@ class Engine:
         res = bytearray(wire.RES.size * count)
         if spill is None:
             spill = Overflow()
+        if self._rules and out is not None and not self.sframe:
+            o = native_loop.run(self, op, pidx, counter0, epoch, lengths, codecs, flags,
+                                ssrcs, timestamps, inp, out, tick, stateless, spill, res)
+            self.counts["frames"] += count
+            return res, spill.parts, o
         pack = wire.RES.pack_into
         fixed = self._fixed_flat
         out_len = len(out) if out is not None else -1

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from framecrypt.errors import InvalidKeyMaterial
+from framecrypt.workers.native import aesgcm
 
 from .kdf import Kdf
 
 
 class KeySet:
-    """One ring slot: key material, how it derives, and the ready AES-GCM object.
+    """One ring slot: key material, how it derives, and the ready AES-GCM object (the
+    native one where the extension runs: :mod:`framecrypt.workers.native`).
 
     ``generation`` counts ratchet steps since the material was set. The repr shows no
     key bytes.
@@ -24,7 +24,7 @@ class KeySet:
         self._material = material
         self._key = aes_key
         self.kdf = kdf
-        self.aead = AESGCM(aes_key)
+        self.aead = aesgcm(aes_key)
         self.generation = generation
 
     @classmethod
@@ -59,9 +59,11 @@ class KeySet:
 
 class KeyRing:
     """Fixed-size ring of :class:`KeySet` indexed by key index (the frame's KID byte),
-    with the current send index and livekit-style failure counts per index."""
+    with the current send index and livekit-style failure counts per index.
+    ``version`` changes with every change of keys or failure counts (the engine's
+    cached key tables of the native loop follow it)."""
 
-    __slots__ = ("_failures", "_slots", "current_index")
+    __slots__ = ("_failures", "_slots", "current_index", "version")
 
     def __init__(self, size: int = 16) -> None:
         if not 1 <= size <= 256:
@@ -69,6 +71,7 @@ class KeyRing:
         self._slots: list[KeySet | None] = [None] * size
         self._failures = [0] * size
         self.current_index = 0
+        self.version = 0
 
     @property
     def size(self) -> int:
@@ -83,10 +86,12 @@ class KeyRing:
     def set(self, index: int, keyset: KeySet, make_current: bool = True) -> None:
         i = index % len(self._slots)
         self._slots[i] = keyset
+        self.version += 1
         if make_current:
             self.current_index = i
 
     def clear(self) -> None:
+        self.version += 1
         self._slots = [None] * len(self._slots)
         self._failures = [0] * len(self._slots)
 
@@ -94,9 +99,11 @@ class KeyRing:
         return self._failures[index % len(self._slots)]
 
     def record_failure(self, index: int) -> None:
+        self.version += 1
         self._failures[index % len(self._slots)] += 1
 
     def reset_failures(self, index: int | None = None) -> None:
+        self.version += 1
         if index is None:
             self._failures = [0] * len(self._slots)
         else:

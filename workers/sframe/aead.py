@@ -1,7 +1,8 @@
 """The AEAD algorithms of the SFrame suites (RFC 9605 §4.5, §4.5.1) behind one interface.
 
 - :class:`GcmAead`: AES-GCM (suites 0x0004, 0x0005), one reusable ``AESGCM`` object
-  per key; the ``*_into`` methods use ``encrypt_into``/``decrypt_into``.
+  per key (the extension's where it runs); the ``*_into`` methods use
+  ``encrypt_into``/``decrypt_into``.
 - :class:`CtrHmacAead`: the AES-CTR + HMAC encrypt-then-MAC construction of §4.5.1
   (suites 0x0001–0x0003 and provisional 0x0006–0x0008)::
 
@@ -25,9 +26,9 @@ from typing import Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from framecrypt.errors import AuthenticationFailed, InvalidKeyMaterial, InvalidParameter
+from framecrypt.workers.native import Gcm, aesgcm
 
 from .suites import AeadKind, CipherSuite
 
@@ -73,14 +74,15 @@ class GcmAead:
         return 16
 
     @property
-    def aesgcm(self) -> AESGCM:
-        """The underlying ``AESGCM`` object (raises ``InvalidTag``, not our error)."""
+    def aesgcm(self) -> Gcm:
+        """The underlying AES-GCM object, with cryptography's ``AESGCM`` interface
+        (raises ``InvalidTag``, not our error)."""
         return self._gcm
 
     def __init__(self, key: bytes) -> None:
         if len(key) not in (16, 24, 32):
             raise InvalidKeyMaterial("AES-GCM key must be 16, 24 or 32 bytes")
-        self._gcm = AESGCM(key)
+        self._gcm = aesgcm(key)
 
     def seal(self, nonce: bytes, aad: BytesLike, plaintext: BytesLike) -> bytes:
         return self._gcm.encrypt(nonce, plaintext, aad)

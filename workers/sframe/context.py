@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from framecrypt.errors import (
     AuthenticationFailed,
@@ -33,6 +32,7 @@ from framecrypt.errors import (
     MalformedFrame,
     UnknownKey,
 )
+from framecrypt.workers.native import Gcm
 
 from .aead import Aead, GcmAead, make_aead
 from .header import BytesLike, decode_header, encode_with_prefix, kid_prefix
@@ -82,7 +82,7 @@ class SFrameKey:
         aead = make_aead(suite, key)
         self._aead: Aead = aead
         # GCM suites call AESGCM directly on the hot path.
-        self._gcm: AESGCM | None = aead.aesgcm if isinstance(aead, GcmAead) else None
+        self._gcm: Gcm | None = aead.aesgcm if isinstance(aead, GcmAead) else None
         self._salt = salt
         self._salt_int = int.from_bytes(salt, "big")
         self._nn = suite.nn

@@ -1,0 +1,114 @@
+"""The engine's batch loop over the compiled extension (:mod:`framecrypt.workers.native`).
+
+``seal_run``/``open_run`` (C) take the LiveKit/Jitsi frames they handle, between the
+caller's buffers, and stop at the first frame they do not: a missing or failing key,
+a malformed frame, SIF, LKTS, an output that does not fit. That frame goes to the
+engine's full path (the pure reference: typed errors, ratchets, failure counts),
+then the C loop resumes after it. So every error has one implementation, and the
+outputs are those of the pure core byte for byte (``tests/test_native_diff.py``).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from framecrypt.transports import wire
+from framecrypt.workers.livekit import frame as lkframe
+from framecrypt.workers.native import NATIVE, is_native_key
+
+if TYPE_CHECKING:
+    from framecrypt.workers.engine import Engine, Overflow
+
+__all__ = ["key_table", "rules", "run"]
+
+
+def rules(jitsi: bool) -> bytes:
+    """The clear rule of each ``codec id << 1 | keyframe``: the fixed clear byte count,
+    the H.26x NAL scan, or stop (no such codec: the full path's MalformedFrame)."""
+    assert NATIVE is not None
+    nal = {"h264": NATIVE.CLEAR_NAL264, "h265": NATIVE.CLEAR_NAL265}
+    table = bytearray([NATIVE.CLEAR_STOP]) * 512
+    for cid, codec in enumerate(wire.CODECS):
+        for kf in (0, 1):
+            n = lkframe._fixed_clear(codec, bool(kf), jitsi)
+            table[cid << 1 | kf] = nal[codec] if n is None else n
+    return bytes(table)
+
+
+def key_table(engine: Engine, pidx: int) -> tuple[Any, ...] | None:
+    """The open loop's keys: the native AES-GCM object of each KID byte, None where
+    there is no key or the slot has failures (the full path keeps those counts).
+    Cached per participant until its key ring's ``version`` changes."""
+    p = engine.participants.get(pidx)
+    if p is None or p.cryptor is None or engine._sif:
+        return None
+    ring = p.cryptor.ring
+    got = engine._tables.get(pidx)
+    if got is not None and got[0] == ring.version:
+        return got[1]
+    tolerant = engine._tolerant
+    keys: list[Any] = []
+    for kid in range(256):
+        ks = ring.get(kid)
+        keys.append(None if ks is None or (tolerant and ring.failures(kid))
+                    or not is_native_key(ks.aead) else ks.aead)
+    table = tuple(keys)
+    engine._tables[pidx] = (ring.version, table)
+    return table
+
+
+_BUFFERS = (array, memoryview, bytes, bytearray)
+
+
+def _u32(col: Sequence[int]) -> Sequence[int]:
+    """A column as a buffer of 4-byte items (the columns are buffers already, except
+    in tests and other direct callers that pass lists)."""
+    return col if isinstance(col, _BUFFERS) else array("I", col)
+
+
+def _u8(col: Sequence[int]) -> Sequence[int]:
+    return col if isinstance(col, _BUFFERS) else bytes(col)
+
+
+def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
+        lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],
+        ssrcs: Sequence[int], timestamps: Sequence[int], inp: memoryview, out: memoryview,
+        tick: Callable[[], None] | None, stateless: bool, spill: Overflow,
+        res: bytearray) -> int:
+    """:meth:`Engine.run_packed` for LiveKit/Jitsi; returns the bytes of ``out`` used."""
+    assert NATIVE is not None
+    count = len(lengths)
+    lengths, ssrcs, timestamps = _u32(lengths), _u32(ssrcs), _u32(timestamps)
+    codecs, flags = _u8(codecs), _u8(flags)
+    enc = op == wire.OP_ENCRYPT
+    table, scheme, pack = engine._rules, engine._scheme, wire.RES.pack_into
+    k = i = o = 0
+    while k < count:
+        if enc:
+            key, index = engine._send_key(pidx)
+            if is_native_key(key):
+                k, i, o = NATIVE.seal_run(key, index, table, scheme, counter0, epoch, lengths,
+                                          codecs, flags, ssrcs, timestamps, k, inp, i, out, o,
+                                          res)
+        elif op == wire.OP_DECRYPT:
+            keys = key_table(engine, pidx)
+            if keys is not None:
+                k, i, o = NATIVE.open_run(keys, table, lengths, codecs, flags, k, inp, i, out,
+                                          o, res)
+        if k >= count:
+            break
+        ln = lengths[k]
+        ts = epoch if enc and epoch >= 0 else timestamps[k]
+        status, off, n = engine._full(op, pidx, codecs[k], flags[k], ssrcs[k], ts,
+                                      counter0 + k, inp[i : i + ln], out[o:], spill, stateless)
+        if status == wire.ST_OK:
+            off += o
+            o += n
+        pack(res, 12 * k, status, off, n)
+        i += ln
+        k += 1
+        if tick is not None:
+            tick()
+    return o
