@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["NATIVE", "Gcm", "active", "aesgcm", "announce", "info", "is_native_key", "pure"]
+__all__ = ["NATIVE", "Gcm", "active", "aesgcm", "announce", "info", "is_native_key", "pure",
+           "using"]
 
 _BACKENDS: Final = {"": 0, "1": 0, "auto": 0, "evp": 1, "ipsec-mb": 2}
 
@@ -116,7 +117,7 @@ def aesgcm(key: bytes) -> Gcm:
 
 
 def is_native_key(aead: object) -> bool:
-    return _AesGcm is not None and type(aead) is _AesGcm
+    return NATIVE is not None and type(aead) is NATIVE.AesGcm
 
 
 def active() -> bool:
@@ -125,16 +126,37 @@ def active() -> bool:
 
 
 @contextmanager
-def pure() -> Iterator[None]:
-    """Key objects and engines made inside use the pure core even where the extension
-    runs: the reference beside the native path in one process (differential tests,
-    the bench's pure contenders). Not for concurrent use from several threads."""
+def using(kind: str) -> Iterator[None]:
+    """Key objects and engines made inside use ``kind``: ``"python"`` (the pure core,
+    even where the extension runs), ``"evp"`` or ``"ipsec-mb"`` (the extension with that
+    AES-GCM backend; ``ValueError`` where it is not available), ``"auto"`` (as outside).
+    The reference beside the native path in one process: differential tests, the
+    bench's per-backend contenders. Not for concurrent use from several threads."""
     global _AesGcm
-    saved, _AesGcm = _AesGcm, None
+    if kind not in ("python", "evp", "ipsec-mb", "auto"):
+        raise ValueError(f"unknown kind {kind[:16]!r}")
+    make: Any = None
+    if kind != "python":
+        if NATIVE is None:
+            raise ValueError(f"{kind}: the extension does not run ({_INFO['why']})")
+        if kind == "auto":
+            make = NATIVE.AesGcm
+        else:
+            backend = _BACKENDS[kind]
+            NATIVE.AesGcm(bytes(16), backend)  # ValueError if not available
+
+            def make(key: bytes) -> Any:
+                return NATIVE.AesGcm(key, backend)
+    saved, _AesGcm = _AesGcm, make
     try:
         yield
     finally:
         _AesGcm = saved
+
+
+def pure() -> AbstractContextManager[None]:
+    """``using("python")``: objects made inside use the pure core."""
+    return using("python")
 
 
 def info() -> dict[str, Any]:
