@@ -44,8 +44,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	MYPY=$(BIN)/mypy .ci/typecheck
 
+# The suite on the native path, again on the pure-Python core (FRAMECRYPT_NATIVE=0, the
+# fallback), then the differential and malformed-input tests against an ASan/UBSan
+# build of the extension (.ci/sanitize).
 test: $(STAMP) node browser lint
 	$(BIN)/pytest
+	FRAMECRYPT_NATIVE=0 $(BIN)/pytest -q -p no:cacheprovider
+	PY=$(BIN)/python .ci/sanitize
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'

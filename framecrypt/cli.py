@@ -165,15 +165,22 @@ def cmd_formats(args: argparse.Namespace) -> int:
     from framecrypt.tuning import tune_allocator
 
     tune_allocator()
+    from framecrypt import native_info
+
+    info = native_info()
     print(f"framecrypt {__version__}: sealing and opening real encoded frames "
-          "(test pattern via PyAV, Opus tone) in every format\n")
+          "(test pattern via PyAV, Opus tone) in every format")
+    backend = f", AES-GCM by {info['backend_version']}" if info["path"] == "native" else ""
+    print(f"hot loop: {info['path']}{backend} ({info['why']}; FRAMECRYPT_NATIVE=0 forces "
+          "the pure-Python core)\n")
     rows = demo_rows(reps=args.reps)
     print_table(rows)
     ok = all(r.opens and r.tamper_rejected for r in rows)
     print("\nall frames opened, every tampered frame rejected" if ok else "\nFAILURES above")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": [asdict(r) for r in rows], "ok": ok}, f, indent=2)
+            json.dump({"rows": [asdict(r) for r in rows], "ok": ok, "native": info}, f,
+                      indent=2)
         print(f"wrote {args.json}")
     return 0 if ok else 1
 

@@ -17,6 +17,7 @@ import struct
 from collections import OrderedDict
 
 from framecrypt.errors import DroppedFrame, InvalidKeyMaterial, UnsupportedCodec
+from framecrypt.workers import native as _native
 from framecrypt.workers.livekit import lkts, sif
 from framecrypt.workers.livekit.codecs import CODECS, check_codec
 from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
@@ -35,6 +36,7 @@ from framecrypt.workers.livekit.frame import (
     OVERHEAD,
     counter_iv,
     livekit_iv,
+    native_rule,
     open_frame,
     seal_trailer,
     trailer,
@@ -42,7 +44,7 @@ from framecrypt.workers.livekit.frame import (
 from framecrypt.workers.livekit.kdf import LIVEKIT_SALT, Kdf, resolve
 from framecrypt.workers.livekit.keyring import KeyRing, KeySet
 from framecrypt.workers.livekit.lkts import FrameMetadata
-from framecrypt.workers.native import Gcm, active, aesgcm
+from framecrypt.workers.native import NATIVE, Gcm, active, aesgcm
 
 __all__ = [
     "CODECS",
@@ -68,6 +70,27 @@ __all__ = [
     "ratchet",
     "unprotect",
 ]
+
+# protect() on the extension: its default AES-GCM objects by raw key, the clear rules
+# (delta, key) by codec
+_lk_protect = NATIVE.lk_protect if NATIVE is not None else None
+_AesGcm = NATIVE.AesGcm if NATIVE is not None else None
+_RULES: dict[str, tuple[int, int]] = (
+    {c: (native_rule(c, False, False), native_rule(c, True, False)) for c in CODECS}
+    if NATIVE is not None else {})
+_fast: OrderedDict[bytes, Gcm] = OrderedDict()
+
+
+def _fast_key(key: bytes) -> Gcm:
+    if len(key) not in (16, 32):
+        raise InvalidKeyMaterial("AES key must be 16 or 32 bytes")
+    assert _AesGcm is not None
+    a: Gcm = _AesGcm(key)
+    _fast[key] = a
+    if len(_fast) > _AEAD_CACHE_SIZE:
+        _fast.popitem(last=False)
+    return a
+
 
 _AEAD_CACHE_SIZE = 64
 _aeads: OrderedDict[tuple[bytes, bool], Gcm] = OrderedDict()
@@ -115,6 +138,15 @@ def protect(
     key_index: int = 0,
 ) -> bytes:
     """Seal one encoded frame as livekit-client does (IV from ``send_count``)."""
+    if _lk_protect is not None and _native._AesGcm is _AesGcm:
+        # the whole call in C (trailer, NAL scan, escaping); None: the reference's
+        rules = _RULES.get(codec)
+        if rules is not None:
+            out: bytes | None = _lk_protect(_fast.get(key) or _fast_key(key), plaintext,
+                                            rules[keyframe], 10 if keyframe else 3, 1, ssrc,
+                                            timestamp, send_count, key_index)
+            if out is not None:
+                return out
     aead = _aeads.get((key, active())) or _aead(key)
     try:
         tail = trailer("livekit", ssrc, timestamp, send_count, key_index)

@@ -19,9 +19,11 @@ from typing import Final, Protocol
 from cryptography.exceptions import InvalidTag
 
 from framecrypt.errors import AuthenticationFailed, MalformedFrame
+from framecrypt.workers.native import NATIVE, is_native_key
 
 from . import h26x
-from .codecs import clear_prefix, frame_type_bytes
+from .codecs import CODECS as _CODEC_SET
+from .codecs import DELTA_BYTES, KEY_BYTES, clear_prefix, frame_type_bytes
 
 IV_LENGTH: Final = 12
 TAG_LENGTH: Final = 16
@@ -105,6 +107,16 @@ def _fixed_clear(codec: str, keyframe: bool, jitsi: bool) -> int | None:
     return _FIXED.get((codec, keyframe))
 
 
+def native_rule(codec: str, keyframe: bool, jitsi: bool) -> int:
+    """The extension's clear rule for a (codec, keyframe): the fixed clear byte count,
+    or its H.264/H.265 NAL scan (LiveKit; the scan falls back to the VP8 rule)."""
+    n = _fixed_clear(codec, keyframe, jitsi)
+    if n is not None:
+        return n
+    assert NATIVE is not None
+    return int(NATIVE.CLEAR_NAL264 if codec == "h264" else NATIVE.CLEAR_NAL265)
+
+
 def _encrypt_join(aead: Aead, data: bytes, n: int, header: bytes, trailer: bytes) -> bytes:
     """``header ‖ GCM(data[n:], aad=header) ‖ trailer`` in one output buffer.
 
@@ -130,6 +142,11 @@ def seal_trailer(
     """Encrypt one frame given its packed 14-byte trailer (``IV ‖ 0x0C ‖ KID``)."""
     if not data:
         return b""  # empty (DTX) frames pass through, as livekit-client does
+    if NATIVE is not None and is_native_key(aead) and codec in _CODEC_SET:
+        out: bytes | None = NATIVE.lk_seal(aead, data, native_rule(codec, keyframe, jitsi),
+                                           KEY_BYTES if keyframe else DELTA_BYTES, trailer)
+        if out is not None:
+            return out  # (None: the frame is the reference's, which raises)
     n = _fixed_clear(codec, keyframe, jitsi)
     nalu = False
     if n is None:
@@ -218,6 +235,11 @@ def open_frame(
     """Decrypt one sealed frame (no SIF/LKTS handling: see :mod:`.cryptor`)."""
     if not data:
         return b""
+    if NATIVE is not None and is_native_key(aead) and codec in _CODEC_SET:
+        pt: bytes | None = NATIVE.lk_open(aead, data, native_rule(codec, keyframe, jitsi),
+                                          KEY_BYTES if keyframe else DELTA_BYTES)
+        if pt is not None:
+            return pt  # (None: the reference raises the typed error)
     n = _fixed_clear(codec, keyframe, jitsi)
     if n is None:
         return parse(data, codec=codec, keyframe=keyframe, jitsi=jitsi).open(aead)

@@ -103,10 +103,11 @@ class KeyRing:
         self._failures[index % len(self._slots)] += 1
 
     def reset_failures(self, index: int | None = None) -> None:
-        self.version += 1
         if index is None:
+            self.version += 1
             self._failures = [0] * len(self._slots)
-        else:
+        elif self._failures[index % len(self._slots)]:
+            self.version += 1
             self._failures[index % len(self._slots)] = 0
 
     def __repr__(self) -> str:
