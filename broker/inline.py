@@ -15,7 +15,7 @@ from typing import Any
 
 from framecrypt.broker.runs import Run
 from framecrypt.errors import FramecryptError
-from framecrypt.workers.engine import Engine, EngineConfig, reply_size
+from framecrypt.workers.engine import Engine, EngineConfig
 
 __all__ = ["InlineSealer"]
 
@@ -42,7 +42,7 @@ class InlineSealer:
         the seconds it took."""
         b, lo, hi, offs = run.batch, run.lo, run.hi, run.offsets
         t0 = time.perf_counter()
-        out = bytearray(reply_size(run.op, hi - lo, run.nbytes))
+        out = self.engine.output_buffer(run.op, hi - lo, run.nbytes)
         if lo == 0 and hi == len(b):  # the whole batch: its columns as they are
             cols = (b.lengths, b.codecs, b.flags, b.ssrcs, b.timestamps)
             inp = memoryview(b.data)

@@ -37,6 +37,7 @@ from framecrypt.errors import (
 )
 from framecrypt.frame import Frame
 from framecrypt.transports import wire
+from framecrypt.workers.native import NATIVE
 
 __all__ = ["BatchResult", "FrameBatch", "InlineBatcher"]
 
@@ -168,11 +169,17 @@ class FrameBatch:
         if not (len(self.codecs) == len(self.flags) == len(self.ssrcs) ==
                 len(self.timestamps) == n):
             raise MalformedFrame("batch columns differ in length")
-        if sum(self.lengths) != len(self.data):
+        if NATIVE is not None and isinstance(self.lengths, array):
+            total, longest, top_codec = NATIVE.column_stats(self.lengths, self.codecs)
+        else:
+            total = sum(self.lengths)
+            longest = max(self.lengths, default=-1)
+            top_codec = max(self.codecs, default=-1)
+        if total != len(self.data):
             raise MalformedFrame("batch lengths do not add up to its data")
-        if n and max(self.codecs) >= len(wire.CODECS):
-            raise UnsupportedCodec(f"codec number {max(self.codecs)}")
-        if n and max(self.lengths) > max_frame_bytes:
+        if top_codec >= len(wire.CODECS):
+            raise UnsupportedCodec(f"codec number {top_codec}")
+        if longest > max_frame_bytes:
             raise MalformedFrame("frame larger than max_frame_bytes")
 
     def __repr__(self) -> str:
@@ -322,7 +329,6 @@ class InlineBatcher:
         self._engine.control("keyset", [pidx, participant, index, material, kdf, 0, True])
 
     def _run(self, participant: str, batch: FrameBatch, op: int) -> BatchResult:
-        from framecrypt.workers.engine import reply_size
 
         pidx = self._pidx.get(participant)
         if pidx is None:
@@ -335,7 +341,7 @@ class InlineBatcher:
             if counter0 < 0:
                 counter0 = self._randbits(48) if self._sframe else 0
             self._counters[pidx] = counter0 + n
-        out = bytearray(reply_size(op, n, batch.nbytes))
+        out = self._engine.output_buffer(op, n, batch.nbytes)
         res, overflow, _ = self._engine.run_packed(
             op, pidx, counter0, self._epoch, batch.lengths, batch.codecs, batch.flags,
             batch.ssrcs, batch.timestamps, memoryview(batch.data), memoryview(out))

@@ -362,6 +362,17 @@ class Engine:
         except FramecryptError:
             return None
 
+    def output_buffer(self, op: int, count: int, nbytes: int) -> bytearray:
+        """A reply buffer for :meth:`run_packed` of ``count`` frames, ``nbytes`` in all.
+        On the native path it is not zeroed up front: the loop writes outputs back to
+        back from its start and clears the rest (``zero_tail``), so no old heap bytes
+        stay readable and no memset of the whole buffer is paid."""
+        size = reply_size(op, count, nbytes)
+        if self._rules and not self.sframe:
+            out: bytearray = native.NATIVE.new_output(size)
+            return out
+        return bytearray(size)
+
     def run_packed(self, op: int, pidx: int, counter0: int, epoch: int,
                    lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],
                    ssrcs: Sequence[int], timestamps: Sequence[int], inp: memoryview,

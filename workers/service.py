@@ -162,7 +162,7 @@ class WorkerService:
             op, pidx, n = s.op, s.participant, s.n
             size = reply_size(op, n, nbytes)
             out = rep[s.out_base : s.out_base + size] if rep is not None else \
-                memoryview(bytearray(size))
+                memoryview(engine.output_buffer(op, n, nbytes))
             res, _, u = engine.run_packed(
                 op, pidx, s.counter0, msg.epoch, u32[k : k + n], codecs[k : k + n],
                 flags[k : k + n], u32[count + k : count + k + n],
