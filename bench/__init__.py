@@ -2,7 +2,7 @@
 
 ``framecrypt bench`` / ``python -m framecrypt.bench``: the harness (every contender on
 every workload, side by side; see ``bench/README.md``). ``python -m
-framecrypt.bench.micro``: the pure core's per-call micro-benchmark.
+framecrypt.bench.micro``: the per-call micro-benchmark.
 
 This module stays light (argparse only): the CLI imports it to build its subparser.
 """
@@ -13,11 +13,13 @@ import argparse
 from collections.abc import Sequence
 
 DESCRIPTION = """\
-Benchmark harness: bare AES-GCM (the floor), the pure core inline, framecrypt.Pool
-(1..N workers x shm/ipc x placement pool/auto), a naive multiprocessing.Pool and the
-published livekit-client E2EE worker under Node, on the same real frames: a size
-sweep, a conference mix, a heavy mix and a ratchet storm. Prints a Markdown report
-(figures, ratios, targets with PASS/MISS); --json also writes PATH, PATH.md, PATH.png.
+Benchmark harness: bare AES-GCM (the floor; the limit: batch AES-GCM in the compiled
+extension), framecrypt inline (per call and over batches; default, pure-Python and
+native paths), framecrypt.Pool (1..N workers x shm/ipc x placement pool/auto), a
+naive multiprocessing.Pool and the published livekit-client E2EE worker under Node,
+on the same real frames: a size sweep, a conference mix, a heavy mix and a ratchet
+storm. Prints a Markdown report (figures, ratios, targets with PASS/MISS); --json also
+writes PATH, PATH.md, PATH.png.
 """
 
 

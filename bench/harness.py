@@ -25,13 +25,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from framecrypt.bench import browser, progress, report
+from framecrypt.bench import browser, micro, progress, report
 from framecrypt.bench.contenders import Contender, PoolContender, make_contenders
 from framecrypt.bench.measure import hardware_line, jsonable, summary
 from framecrypt.bench.phases import latency_phase, storm_phase, throughput_phase
 from framecrypt.bench.progress import say
 from framecrypt.bench.traces import load as load_traces
 from framecrypt.bench.workloads import SCALES, WORKLOADS, Scale, Workload, build
+
+# the per-call figure (issue 14): interleaved rounds × calls per round and case
+PERCALL = {"smoke": (3, 500), "quick": (15, 10_000), "full": (31, 20_000)}
 
 
 def _selected(name: str, patterns: list[str] | None) -> bool:
@@ -222,10 +225,14 @@ def run(args: argparse.Namespace) -> int:
         "results": {},
     }
     asyncio.run(run_python(args, scale, wls, res))
+    rounds, calls = PERCALL[mode]
+    say(f"per call: livekit.protect vs AESGCM.encrypt, {rounds} rounds of {calls:,} calls")
+    res["percall"] = micro.protect_vs_aesgcm(rounds, calls)
     run_node(args, scale, wls, res)
     res["meta"]["loadavg_after"] = _loadavg()
     res["meta"]["wall_s"] = progress.elapsed()
     res["targets"] = report.targets(res)
+    res["targets_v1"] = report.targets_v1(res)
     res = jsonable(res)
     md = report.markdown(res)
     print(md)

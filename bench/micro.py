@@ -1,5 +1,7 @@
 """Micro-benchmark of the pure core: protect/unprotect per frame size and format,
-side by side with bare ``AESGCM.encrypt`` in the same run.
+side by side with bare ``AESGCM.encrypt`` in the same run; and
+:func:`protect_vs_aesgcm`, the per-call figure of issue 14 (``framecrypt bench``
+runs it and reports it among its targets).
 
     python -m framecrypt.bench.micro            # quick (~20 s)
     python -m framecrypt.bench.micro --full     # more rounds
@@ -15,6 +17,7 @@ overhead ratio ≤ 1.3× bare AES-GCM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -25,13 +28,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from framecrypt import __version__, jitsi, livekit, sframe
 from framecrypt.tuning import tune_allocator
+from framecrypt.workers import native
 
 SIZES = (100, 1024, 10 * 1024, 100 * 1024)
+SEED_PERCALL = 20261206
+PERCALL_FLOOR = "AESGCM.encrypt (cryptography)"
+PERCALL_NATIVE = "livekit.protect (native)"
 
 
 @dataclass
@@ -112,6 +120,51 @@ def run(rounds: int, budget_s: float, progress: bool) -> dict[str, object]:
             for k, v in samples.items()
         }
     return results
+
+
+def protect_vs_aesgcm(rounds: int, calls: int, size: int = 1024) -> dict[str, Any]:
+    """Issue 14's per-call figure: ``livekit.protect`` of one ``size``-byte VP8 delta
+    frame on the native path (and the pure core, for reference) against a bare
+    cryptography ``AESGCM.encrypt`` of the same payload with a 10-byte AAD, in
+    interleaved rounds of ``calls`` calls each; ratios within each round, then the
+    median. The native cases are absent where the extension does not run."""
+    rng = random.Random(SEED_PERCALL)
+    frame = rng.randbytes(size)
+    key = livekit.derive_key(rng.randbytes(32))
+    aes = AESGCM(key)
+    iv = rng.randbytes(12)
+    aad = frame[:10]
+
+    def protect() -> object:
+        return livekit.protect(frame, key=key, codec="vp8", keyframe=False, ssrc=1,
+                               timestamp=2, send_count=3)
+
+    cases: list[tuple[str, str | None, Callable[[], object]]] = [
+        (PERCALL_FLOOR, None, lambda: aes.encrypt(iv, frame, aad))]
+    if native.NATIVE is not None:
+        nat = native.NATIVE.AesGcm(key)
+        cases += [(PERCALL_NATIVE, "auto", protect),
+                  ("native AesGcm.encrypt (bare)", "auto", lambda: nat.encrypt(iv, frame, aad))]
+    cases.append(("livekit.protect (pure Python)", "python", protect))
+    samples: dict[str, list[float]] = {c[0]: [] for c in cases}
+    ratios: dict[str, list[float]] = {c[0]: [] for c in cases}
+    for _name, path, fn in cases:  # warm the caches on each path
+        with native.using(path) if path else contextlib.nullcontext():
+            time_round(fn, 200)
+    for r in range(rounds):
+        this = {}
+        for name, path, fn in cases[r % len(cases):] + cases[:r % len(cases)]:
+            with native.using(path) if path else contextlib.nullcontext():
+                this[name] = time_round(fn, calls)
+        for k, v in this.items():
+            samples[k].append(v)
+            ratios[k].append(v / this[PERCALL_FLOOR])
+    info = native.info()
+    return {"frame_bytes": size, "aad_bytes": len(aad), "rounds": rounds, "calls": calls,
+            "path": info.get("path"), "backend": info.get("backend_version"),
+            "cases": {k: {"us_median": statistics.median(v), "us_min": min(v),
+                          "us_max": max(v), "ratio_vs_aesgcm": statistics.median(ratios[k])}
+                      for k, v in samples.items()}}
 
 
 def targets(res: dict[str, object]) -> list[dict[str, object]]:

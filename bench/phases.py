@@ -60,7 +60,7 @@ async def throughput_phase(active: list[Contender], eff: dict[str, Workload], sc
             entry["subsampled_every"] = eff[c.name].info["subsampled_every"]
         table[c.name] = entry
     # ratios within each round (drift hits both sides alike), then the median
-    for base in ("inline", "floor"):
+    for base in ("inline", "floor", "limit", "inline-python", "inline-batch-python"):
         if base not in runs or base in failed or not runs[base]:
             continue
         for c in active:

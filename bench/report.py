@@ -1,4 +1,5 @@
-"""Targets, the Markdown report and the plot, from the harness's result dict."""
+"""The Markdown report and the plot, from the harness's result dict (the targets are
+judged in :mod:`.targets`; re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,122 +8,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from framecrypt.bench.workloads import SIZE_NAMES, SIZES
+from framecrypt.bench.targets import ALL_INLINE, PYTHON_INLINE, THROUGHPUT, targets, targets_v1
 
-THROUGHPUT = (*SIZE_NAMES.values(), "conference", "heavy")
+__all__ = ["THROUGHPUT", "markdown", "plot", "targets", "targets_v1"]
+
 Res = dict[str, Any]
-
-
-def _get(res: Res, wl: str, c: str, *path: str) -> Any:
-    v: Any = res["results"].get(wl, {}).get(c)
-    if not v or v.get("status") != "ok":
-        return None
-    for p in path:
-        if not isinstance(v, dict):
-            return None
-        v = v.get(p)
-    return v
-
-
-def _target(name: str, goal: str, measured: float | None, ok: bool | None,
-            note: str = "") -> dict[str, Any]:
-    m = None if measured is None or math.isnan(measured) else round(measured, 3)
-    return {"name": name, "goal": goal, "measured": m,
-            "pass": None if m is None else ok, "note": note}
-
-
-def _best(res: Res, wl: str, names: tuple[str, ...]) -> tuple[str | None, float | None]:
-    """The contender among ``names`` with the most frames/s on ``wl`` (median)."""
-    got = [(v, n) for n in names
-           if (v := _get(res, wl, n, "frames_per_s", "median")) is not None]
-    if not got:
-        return None, None
-    v, n = max(got)
-    return n, v
-
-
-def targets(res: Res) -> list[dict[str, Any]]:
-    """The issue's targets. Where framecrypt offers two APIs for the same placement
-    (frames: ``pool-…``; columnar FrameBatch: ``batch-…``, ``inline-batch``) the
-    better one on that workload stands for it; the note says which."""
-    n = res["meta"]["cpus"]
-    inl = ("inline", "inline-batch")
-    pool2 = ("pool-shm-2w-pool", "batch-shm-2w-pool")
-    pooln = (f"pool-shm-{n}w-pool", f"batch-shm-{n}w-pool")
-    auto = (f"pool-shm-{n}w-auto", f"batch-shm-{n}w-auto")
-    out: list[dict[str, Any]] = []
-
-    best_kb, kb = None, None
-    for c in inl:
-        v = _get(res, "size-1KB", c, "us_per_frame", "median")
-        if v is not None and (kb is None or v < kb):
-            best_kb, kb = c, v
-    out.append(_target("inline: µs per 1 KB frame (seal, LiveKit VP8)", "<= 1.0", kb,
-                       kb is not None and kb <= 1.0, best_kb or ""))
-    worst = None
-    note = ""
-    for size in SIZES:
-        wl = SIZE_NAMES[size]
-        ci, i = _best(res, wl, inl)
-        f = _get(res, wl, "floor", "frames_per_s", "median")
-        if i and f:
-            over = f / i  # floor frames/s ÷ inline frames/s = inline time ÷ floor time
-            if worst is None or over > worst:
-                worst, note = over, f"{wl}, {ci}"
-    out.append(_target("inline: framing overhead vs bare AES-GCM (time ratio, worst size)",
-                       "<= 1.3", worst, worst is not None and worst <= 1.3, note))
-
-    def vs_inline(wl: str, names: tuple[str, ...]) -> tuple[float | None, str]:
-        c, p = _best(res, wl, names)
-        ci, i = _best(res, wl, inl)
-        if not p or not i:
-            return None, ""
-        return p / i, f"{c} vs {ci}"
-
-    r, note = vs_inline("conference", pool2)
-    out.append(_target("pool, 2 workers: conference frames/s vs inline", ">= 1.2x", r,
-                       r is not None and r >= 1.2, note))
-    cb, _ = _best(res, "conference", pool2)
-    b = _get(res, "conference", cb, "broker_cpu_us_per_frame", "median") if cb else None
-    out.append(_target("pool, 2 workers: conference broker CPU µs/frame", "<= 1.0", b,
-                       b is not None and b <= 1.0, cb or ""))
-    r, note = vs_inline("heavy", pooln)
-    out.append(_target(f"pool, {n} workers: heavy mix frames/s vs inline", ">= 1.7x", r,
-                       r is not None and r >= 1.7, note))
-    for wl in THROUGHPUT:
-        ca, a = _best(res, wl, auto)
-        cb, best = _best(res, wl, inl + pooln)
-        v = a / best if a and best else None
-        out.append(_target(f"auto, {n} workers: {wl} frames/s vs the better of inline and pool",
-                           ">= 0.95x", v, v is not None and v >= 0.95,
-                           f"{ca} vs {cb}" if ca else ""))
-    ca, a = _best(res, "conference", auto)
-    nv = _get(res, "conference", "naive-mp", "frames_per_s", "median")
-    v = a / nv if a and nv else None
-    out.append(_target("auto: conference frames/s vs naive multiprocessing", ">= 5x", v,
-                       v is not None and v >= 5, ca or ""))
-    ci = max((x for c in inl if (x := _get(res, "conference", c, "cpu_frames_per_s"))),
-             default=None)
-    lk = _get(res, "conference", "livekit-node", "cpu_frames_per_s")
-    v = ci / lk if ci and lk else None
-    note = "" if lk else "livekit-client worker not run"
-    out.append(_target("inline: conference frames per CPU-second vs the livekit-client worker",
-                       ">= 30x", v, v is not None and v >= 30, note))
-    lat_of = f"pool-shm-{n}w-auto"  # the per-frame path: one await per frame
-    lat = _get(res, "conference", lat_of, "latency") or {}
-    p99 = lat.get("p99_us")
-    v = p99 / 1000 if p99 is not None else None
-    note = lat_of
-    su = lat.get("sustained")
-    if su:
-        note = (f"{lat_of}: overloaded at {lat['offered_per_s']:,.0f}/s; p99 "
-                f"{su['p99_us'] / 1000:.2f} ms at {su['offered_per_s']:,.0f}/s")
-    out.append(_target("auto: conference added latency p99 at 50 % load (ms)", "<= 1.0", v,
-                       v is not None and v <= 1.0, note))
-    lag = _get(res, "ratchet-storm", lat_of, "loop_lag", "p99_ms")
-    out.append(_target("auto: event-loop lag p99 in the ratchet storm (ms)", "<= 2.0", lag,
-                       lag is not None and lag <= 2.0, lat_of))
-    return out
 
 
 # --- Markdown ---------------------------------------------------------------------------------
@@ -153,6 +43,57 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 def _cell(res: Res, wl: str, c: str) -> dict[str, Any] | None:
     v: dict[str, Any] | None = res["results"].get(wl, {}).get(c)
     return v
+
+
+def _target_table(ts: list[dict[str, Any]]) -> list[str]:
+    return _table(["", "target", "goal", "measured"], [
+        ["–" if t["pass"] is None else ("PASS" if t["pass"] else "MISS"), t["name"], t["goal"],
+         "–" if t["measured"] is None else str(t["measured"])
+         + (f" ({t['note']})" if t.get("note") else "")]
+        for t in ts])
+
+
+NATIVE_ROWS = ("limit", "floor", *ALL_INLINE, "batch-shm-2w-pool", "batch-shm-2w-auto")
+
+
+def _native_section(res: Res, wls: list[str]) -> list[str]:
+    """Issue 14's view: µs per frame of the in-process paths and the bare AES-GCM
+    contenders, × the limit and × the better pure-Python inline (ratios within rounds),
+    then the per-call figure."""
+    rows = []
+    for c in NATIVE_ROWS:
+        if c not in res["contenders"]:
+            continue
+        row = [c]
+        for w in wls:
+            v = _cell(res, w, c)
+            if not v or v.get("status") != "ok":
+                row.append("–")
+                continue
+            lim = v.get("ratio_vs_limit")
+            py = max((r for b in PYTHON_INLINE
+                      if (r := v.get(f"ratio_vs_{b}")) is not None), default=None)
+            row.append(f"{_fmt(v['us_per_frame']['median'], 3)}"
+                       + (f"; {1 / lim:.2f}× limit" if lim else "")
+                       + (f"; {py:.1f}× py" if py else ""))
+        if any(x != "–" for x in row[1:]):
+            rows.append(row)
+    out = ["", "## Native hot path (issue 14): µs per frame (wall); time × the limit; "
+           "speed × the better pure-Python inline", "",
+           "Ratios within each round, then the median. `limit` = bare batch AES-GCM in "
+           "the extension (no framing); `py` = `inline-python` / `inline-batch-python`.",
+           ""]
+    out += _table(["contender", *wls], rows)
+    pc = res.get("percall")
+    if pc:
+        out += ["", f"Per call, one {pc['frame_bytes']} B VP8 delta frame "
+                f"({pc['rounds']} interleaved rounds of {pc['calls']:,} calls; AAD of the "
+                f"bare calls {pc['aad_bytes']} B; native path: {pc.get('backend') or '–'}):",
+                ""]
+        out += _table(["call", "µs median [min–max]", "× AESGCM.encrypt (within rounds)"], [
+            [k, f"{v['us_median']:.3f} [{v['us_min']:.3f}–{v['us_max']:.3f}]",
+             f"{v['ratio_vs_aesgcm']:.2f}"] for k, v in pc["cases"].items()])
+    return out
 
 
 def markdown(res: Res) -> str:
@@ -264,12 +205,12 @@ def markdown(res: Res) -> str:
         lines += ["", "## Peak RSS, MB (VmHWM, max over workloads; main includes the "
                   "harness and its traces)", ""]
         lines += _table(["contender", "main", "workers (sum)"], rows)
-    lines += ["", "## Targets", ""]
-    lines += _table(["", "target", "goal", "measured"], [
-        ["–" if t["pass"] is None else ("PASS" if t["pass"] else "MISS"), t["name"], t["goal"],
-         "–" if t["measured"] is None else str(t["measured"])
-         + (f" ({t['note']})" if t.get("note") else "")]
-        for t in res["targets"]])
+    lines += _native_section(res, wls)
+    lines += ["", "## Targets (issue 14; baseline: the best inline contender)", ""]
+    lines += _target_table(res["targets"])
+    if res.get("targets_v1"):
+        lines += ["", "### Version one (issue 6)", ""]
+        lines += _target_table(res["targets_v1"])
     events = [f"- {w} / {c}: " + ", ".join(f"{k} {n}" for k, n in v["pool_events"].items())
               for w, row in res["results"].items() for c, v in row.items()
               if isinstance(v, dict) and v.get("pool_events")]
@@ -308,6 +249,8 @@ def plot(res: Res, path: Path) -> str | None:
         kind = res["contenders"][c]["kind"]
         if kind == "pool" and c.endswith("-auto"):
             return "#98df8a"
+        if kind == "inline" and c.endswith("-python"):
+            return "#aec7e8"
         return colors.get(kind, "#333333")
 
     pos = list(range(len(cs)))
@@ -345,11 +288,12 @@ def plot(res: Res, path: Path) -> str | None:
             ax.grid(axis="x", alpha=0.3)
     patches = importlib.import_module("matplotlib.patches")
     legend = [patches.Patch(color=v, label=k) for k, v in (
-        ("bare AES-GCM (floor)", colors["floor"]), ("inline (pure core)", colors["inline"]),
+        ("bare AES-GCM (floor, limit)", colors["floor"]), ("inline", colors["inline"]),
+        ("inline, pure Python", "#aec7e8"),
         ("Pool placement=pool", colors["pool"]), ("Pool placement=auto", "#98df8a"),
         ("naive multiprocessing", colors["naive"]), ("livekit-client worker (Node)",
                                                      colors["node"]))]
-    fig.legend(handles=legend, loc="upper center", ncol=6, fontsize=8,
+    fig.legend(handles=legend, loc="upper center", ncol=7, fontsize=8,
                bbox_to_anchor=(0.5, 0.975))
     meta = res["meta"]
     fig.suptitle(f"framecrypt bench ({meta['mode']}, {meta['date']}): {meta['hardware']}; "

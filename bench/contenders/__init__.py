@@ -3,11 +3,14 @@
 - :mod:`.base`: the interface every contender offers the harness (:class:`Contender`)
   and the helpers they share (chunking, checking results);
 - :mod:`.inline`: in the calling process, on the event loop: bare AES-GCM (the
-  floor, :class:`Floor`) and the pure core (:class:`Inline`);
+  floor, :class:`Floor`) and one framecrypt call per frame (:class:`Inline`) on the
+  default, pure-Python or native path;
+- :mod:`.native`: the compiled hot path's helpers (which path a contender runs on)
+  and bare batch AES-GCM in the extension (the limit, :class:`Limit`);
 - :mod:`.pool`: :class:`framecrypt.Pool` (workers × transport × placement) through
   the frame API (:class:`PoolContender`);
 - :mod:`.batch`: the columnar API (:class:`framecrypt.batch.FrameBatch`), through the
-  pool (:class:`BatchPoolContender`) and inline (:class:`InlineBatch`);
+  pool (:class:`BatchPoolContender`) and inline (:class:`InlineBatch`, per path);
 - :mod:`.naive`: a naive ``multiprocessing.Pool`` (:class:`Naive`).
 
 (The livekit-client worker under Node is in :mod:`framecrypt.bench.browser`.)"""
@@ -21,6 +24,7 @@ from framecrypt.bench.contenders.base import Contender, Record
 from framecrypt.bench.contenders.batch import BATCH_BYTES, BatchPoolContender, InlineBatch
 from framecrypt.bench.contenders.inline import Floor, Inline
 from framecrypt.bench.contenders.naive import Naive, naive_task
+from framecrypt.bench.contenders.native import Limit
 from framecrypt.bench.contenders.pool import PoolContender
 from framecrypt.bench.workloads import Scale
 
@@ -31,6 +35,7 @@ __all__ = [
     "Floor",
     "Inline",
     "InlineBatch",
+    "Limit",
     "Naive",
     "PoolContender",
     "Record",
@@ -53,7 +58,17 @@ def worker_counts(n: int, override: str | None) -> list[int]:
 
 def make_contenders(scale: Scale, args: argparse.Namespace) -> list[Contender]:
     n = os.cpu_count() or 1
-    cs: list[Contender] = [Floor(), Inline(), InlineBatch(args.chunk)]
+    cs: list[Contender] = [
+        Floor(), Limit(args.chunk, BATCH_BYTES),
+        # today's pure-Python inline (the baseline of issue 14's targets)
+        Inline("python", "inline-python"), InlineBatch(args.chunk, "python", "inline-batch-python"),
+        # the default path (FRAMECRYPT_NATIVE: the extension where built)
+        Inline(), InlineBatch(args.chunk),
+        # the extension, explicitly: per call, and per AES-GCM backend over batches
+        Inline("auto", "inline-native"),
+        InlineBatch(args.chunk, "evp", "batch-native-evp"),
+        InlineBatch(args.chunk, "ipsec-mb", "batch-native-ipsec-mb"),
+    ]
     for w in worker_counts(n, args.workers):
         for tr in ("shm", "ipc"):
             for pl in ("pool", "auto"):

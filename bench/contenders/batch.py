@@ -1,6 +1,7 @@
 """The contenders fed through the columnar API (:class:`framecrypt.batch.FrameBatch`):
 the pool's ``encrypt_batch``/``decrypt_batch`` and the same loop inline
-(:class:`framecrypt.batch.InlineBatcher`). Throughput only: no one-frame path."""
+(:class:`framecrypt.batch.InlineBatcher`) on the default, pure-Python or a native
+path. Throughput only: no one-frame path."""
 
 from __future__ import annotations
 
@@ -9,13 +10,8 @@ from typing import Any
 
 from framecrypt import Frame, Pool
 from framecrypt.batch import FrameBatch, InlineBatcher
-from framecrypt.bench.contenders.base import (
-    CHUNK_BYTES,
-    Contender,
-    by_stream,
-    check,
-    split_chunks,
-)
+from framecrypt.bench.contenders.base import CHUNK_BYTES, Contender, check, split_chunks
+from framecrypt.bench.contenders.native import interleaved_chunks, on_path, path_unavailable
 from framecrypt.bench.contenders.pool import PoolContender
 from framecrypt.bench.workloads import Op, Workload, material, sframe_base
 
@@ -101,39 +97,50 @@ class BatchPoolContender(PoolContender):
 
 
 class InlineBatch(Contender):
+    """:class:`framecrypt.batch.InlineBatcher` (the workers' loop, no pool) over
+    FrameBatch chunks per stream, on the event loop. ``path`` None: the default path
+    (``inline-batch``); else the batchers are made, keyed and called inside
+    ``native.using(path)`` (``inline-batch-python``, ``batch-native-evp``,
+    ``batch-native-ipsec-mb``)."""
+
     name = "inline-batch"
     kind = "inline"
-    description = ("framecrypt pure core over FrameBatch in the calling process "
-                   "(framecrypt.batch.InlineBatcher: the workers' loop, no pool), in chunks "
-                   "per stream, on the event loop")
 
     paced = False
 
-    def __init__(self, chunk: int) -> None:
+    def __init__(self, chunk: int, path: str | None = None,
+                 name: str = "inline-batch") -> None:
         self.chunk = chunk
+        self.path = path
+        self.name = name
+        self.why = path_unavailable(path)
+        what = {None: "the default path (FRAMECRYPT_NATIVE: the extension where built)",
+                "python": "the pure-Python core (native.using('python'))"}.get(
+                    path, f"the extension, AES-GCM by {path} (native.using({path!r}))")
+        self.description = ("framecrypt over FrameBatch in the calling process "
+                            "(framecrypt.batch.InlineBatcher: the workers' loop, no pool), "
+                            f"in chunks per stream, on the event loop; {what}")
         self.items: dict[str, list[tuple[str, int, list[tuple[int, bool, BatchArgs,
                                                               list[Op]]]]]] = {}
-        self.lk = InlineBatcher("livekit")
+        self.lk: InlineBatcher | None = None
         self.run_batchers: dict[str, InlineBatcher] = {}
+
+    def skip_reason(self, wl: Workload) -> str | None:
+        return self.why or super().skip_reason(wl)
 
     async def prepare(self, wl: Workload) -> None:
         if "livekit" in wl.formats:
-            for i in range(wl.participants):
-                self.lk.set_key(f"{wl.name}/p{i}", material(i))
+            with on_path(self.path):
+                if self.lk is None:
+                    self.lk = InlineBatcher("livekit")
+                for i in range(wl.participants):
+                    self.lk.set_key(f"{wl.name}/p{i}", material(i))
         segs = []
         for seg in wl.segments:
-            streams = by_stream(seg.ops)
             items = []
-            # interleave the streams chunk by chunk, as the pool contenders' gather does
-            per = [[(pidx, enc, ch) for ch in split_chunks(ops, [o.plain_len for o in ops],
-                                                             self.chunk, BATCH_BYTES)]
-                   for (pidx, enc), ops in streams.items()]
-            for row in range(max((len(p) for p in per), default=0)):
-                for p in per:
-                    if row < len(p):
-                        pidx, enc, ops = p[row]
-                        fr = [Frame(o.data, o.codec, o.keyframe, o.ssrc, o.ts) for o in ops]
-                        items.append((pidx, enc, batch_args(fr), ops))
+            for ops in interleaved_chunks(seg.ops, self.chunk, BATCH_BYTES):
+                fr = [Frame(o.data, o.codec, o.keyframe, o.ssrc, o.ts) for o in ops]
+                items.append((ops[0].pidx, ops[0].enc, batch_args(fr), ops))
             segs.append((seg.fmt, seg.suite, items))
         self.items[wl.name] = segs
 
@@ -144,25 +151,32 @@ class InlineBatch(Contender):
         """SFrame receivers keep a replay window: every run opens with fresh ones."""
         for fmt, suite, _ in self.items[wl.name]:
             if fmt == "sframe":
-                ib = InlineBatcher("sframe", suite=suite)
-                for i in range(wl.participants):
-                    ib.set_key(f"p{i}", sframe_base(i))
+                with on_path(self.path):
+                    ib = InlineBatcher("sframe", suite=suite)
+                    for i in range(wl.participants):
+                        ib.set_key(f"p{i}", sframe_base(i))
                 self.run_batchers[wl.name] = ib
 
     async def drive(self, wl: Workload, verify: bool = False) -> int:
         bad = 0
         for fmt, suite, items in self.items[wl.name]:
             ib = self.run_batchers[wl.name] if fmt == "sframe" else self.lk
+            assert ib is not None
             pre = "p" if fmt == "sframe" else f"{wl.name}/p"
-            nb = 0
-            for pidx, enc, args, ops in items:
-                b = batch_of(args)
-                out = (ib.seal if enc else ib.open)(f"{pre}{pidx}", b)
-                if verify:
-                    bad += check(fmt, suite, ops, list(out))
-                nb += b.nbytes
-                if nb >= CHUNK_BYTES:
-                    nb = 0
-                    await asyncio.sleep(0)
-            await asyncio.sleep(0)
+            it = iter(items)
+            more = True
+            while more:  # the path held over each synchronous stretch, not across awaits
+                more = False
+                nb = 0
+                with on_path(self.path):
+                    for pidx, enc, args, ops in it:
+                        b = batch_of(args)
+                        out = (ib.seal if enc else ib.open)(f"{pre}{pidx}", b)
+                        if verify:
+                            bad += check(fmt, suite, ops, list(out))
+                        nb += b.nbytes
+                        if nb >= CHUNK_BYTES:
+                            more = True
+                            break
+                await asyncio.sleep(0)
         return bad

@@ -1,5 +1,5 @@
 """The contenders in the calling process, on the event loop: bare AES-GCM (the floor)
-and the pure core inline (one call per frame)."""
+and framecrypt inline, one call per frame, on the default, pure-Python or native path."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from framecrypt import livekit, sframe
 from framecrypt.bench.contenders.base import Contender, Record, split_chunks
+from framecrypt.bench.contenders.native import on_path, path_unavailable
 from framecrypt.bench.workloads import Op, Workload, material, passphrase, sframe_base
 
 # --- bare AES-GCM: the floor ---------------------------------------------------------------
@@ -56,17 +57,32 @@ class Floor(Contender):
         return 0
 
 
-# --- the pure core inline ----------------------------------------------------------------------
+# --- framecrypt inline, one call per frame --------------------------------------------------------
 
 
 class Inline(Contender):
+    """One ``livekit``/``sframe`` protect/unprotect call per frame in the calling
+    process. ``path`` None: the default path (``inline``); else every call runs inside
+    ``native.using(path)`` (``inline-python``: the pure core; ``inline-native``: the
+    extension). ``livekit`` caches its AES-GCM object per (key, native or not), so the
+    per-call contenders cannot tell the extension's backends apart: the batch ones do."""
+
     name = "inline"
     kind = "inline"
-    description = ("framecrypt pure core in the calling process (livekit.protect/unprotect, "
-                   "sframe.protect/unprotect), on the event loop")
     supports_storm = True
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | None = None, name: str = "inline") -> None:
+        self.path = path
+        self.name = name
+        self.why = path_unavailable(path)
+        what = {None: "the default path (FRAMECRYPT_NATIVE: the extension where built)",
+                "python": "the pure-Python core (native.using('python'))",
+                "auto": "the compiled extension (native.using('auto'))"}.get(
+                    path, f"native.using({path!r})")
+        self.description = ("framecrypt per call in the calling process (livekit.protect/"
+                            f"unprotect, sframe.protect/unprotect), on the event loop; {what}")
+        # the storm's cost is PBKDF2 on the loop, the same on every path: `inline` has it
+        self.supports_storm = path is None
         self.items: dict[str, list[tuple[str, int, list[list[tuple[Any, ...]]]]]] = {}
         self.keys: dict[int, bytes] = {}
         self.storm_material: dict[int, bytes | str] = {}
@@ -79,6 +95,13 @@ class Inline(Contender):
         if k is None:
             k = self.keys[pidx] = livekit.derive_key(material(pidx))
         return k
+
+    def skip_reason(self, wl: Workload) -> str | None:
+        if self.why:
+            return self.why
+        if wl.kind == "storm" and not self.supports_storm:
+            return "the storm is PBKDF2 on the loop whatever the frame path: `inline` covers it"
+        return super().skip_reason(wl)
 
     async def prepare(self, wl: Workload) -> None:
         self.storm = wl.kind == "storm"
@@ -108,57 +131,70 @@ class Inline(Contender):
         k = 0
         for fmt, suite, chunks in self.items[wl.name]:
             for chunk in chunks:
-                if fmt == "sframe":
-                    sp, su = sframe.protect, sframe.unprotect
-                    for e, data, base, ctr in chunk:
-                        if e:
-                            out = sp(suite, base, 0, ctr, data)
-                            if verify:
-                                out = su(suite, base, out)[2]
-                        else:
-                            out = su(suite, base, data)[2]
-                        if verify:
-                            bad += out != expect[k]
-                            k += 1
-                else:
-                    lp, lu = livekit.protect, livekit.unprotect
-                    for e, data, key, codec, kf, ssrc, ts, cnt in chunk:
-                        if e:
-                            out = lp(data, key=key, codec=codec, keyframe=kf, ssrc=ssrc,
-                                     timestamp=ts, send_count=cnt)
-                            if verify:
-                                out = lu(out, key=key, codec=codec, keyframe=kf)
-                        else:
-                            out = lu(data, key=key, codec=codec, keyframe=kf)
-                        if verify:
-                            bad += out != expect[k]
-                            k += 1
+                with on_path(self.path):
+                    k, b = self._chunk(fmt, suite, chunk, verify, expect, k)
+                bad += b
                 await asyncio.sleep(0)
         return bad
+
+    def _chunk(self, fmt: str, suite: int, chunk: list[tuple[Any, ...]], verify: bool,
+               expect: list[bytes], k: int) -> tuple[int, int]:
+        """One chunk, synchronously: (next expect index, wrong results)."""
+        bad = 0
+        if fmt == "sframe":
+            sp, su = sframe.protect, sframe.unprotect
+            for e, data, base, ctr in chunk:
+                if e:
+                    out = sp(suite, base, 0, ctr, data)
+                    if verify:
+                        out = su(suite, base, out)[2]
+                else:
+                    out = su(suite, base, data)[2]
+                if verify:
+                    bad += out != expect[k]
+                    k += 1
+        else:
+            lp, lu = livekit.protect, livekit.unprotect
+            for e, data, key, codec, kf, ssrc, ts, cnt in chunk:
+                if e:
+                    out = lp(data, key=key, codec=codec, keyframe=kf, ssrc=ssrc,
+                             timestamp=ts, send_count=cnt)
+                    if verify:
+                        out = lu(out, key=key, codec=codec, keyframe=kf)
+                else:
+                    out = lu(data, key=key, codec=codec, keyframe=kf)
+                if verify:
+                    bad += out != expect[k]
+                    k += 1
+        return k, bad
 
     def start_op(self, seg: int, op: Op, sched: float, record: Record) -> None:
         err = False
         try:
-            fmt, suite = self._seg_fmts[seg] if self._seg_fmts else ("livekit", 0)
-            if self.storm:
-                livekit.protect(op.data, key=self.storm_keys[op.pidx], codec=op.codec,
-                                keyframe=op.keyframe, ssrc=op.ssrc, timestamp=op.ts,
-                                send_count=op.count)
-            elif fmt == "sframe":
-                if op.enc:
-                    sframe.protect(suite, sframe_base(op.pidx), 0, op.count, op.data)
-                else:
-                    sframe.unprotect(suite, sframe_base(op.pidx), op.data)
-            elif op.enc:
-                livekit.protect(op.data, key=self._key(op.pidx), codec=op.codec,
-                                keyframe=op.keyframe, ssrc=op.ssrc, timestamp=op.ts,
-                                send_count=op.count)
-            else:
-                livekit.unprotect(op.data, key=self._key(op.pidx), codec=op.codec,
-                                  keyframe=op.keyframe)
+            with on_path(self.path):
+                self._one(seg, op)
         except Exception:
             err = True
         record(sched, None, err)
+
+    def _one(self, seg: int, op: Op) -> None:
+        fmt, suite = self._seg_fmts[seg] if self._seg_fmts else ("livekit", 0)
+        if self.storm:
+            livekit.protect(op.data, key=self.storm_keys[op.pidx], codec=op.codec,
+                            keyframe=op.keyframe, ssrc=op.ssrc, timestamp=op.ts,
+                            send_count=op.count)
+        elif fmt == "sframe":
+            if op.enc:
+                sframe.protect(suite, sframe_base(op.pidx), 0, op.count, op.data)
+            else:
+                sframe.unprotect(suite, sframe_base(op.pidx), op.data)
+        elif op.enc:
+            livekit.protect(op.data, key=self._key(op.pidx), codec=op.codec,
+                            keyframe=op.keyframe, ssrc=op.ssrc, timestamp=op.ts,
+                            send_count=op.count)
+        else:
+            livekit.unprotect(op.data, key=self._key(op.pidx), codec=op.codec,
+                              keyframe=op.keyframe)
 
     def set_paced_workload(self, wl: Workload) -> None:
         self._seg_fmts = [(s.fmt, s.suite) for s in wl.segments]

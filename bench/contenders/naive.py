@@ -1,5 +1,6 @@
 """The naive baseline: ``multiprocessing.Pool``, one pickled task per frame, sealing
-with the pure core (what a user would write without framecrypt.Pool)."""
+with framecrypt's per-call functions on the default path (what a user would write
+without framecrypt.Pool)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ _naive_keys: dict[tuple[str, int], bytes] = {}
 
 
 def naive_task(task: tuple[str, int, int, bool, bytes, str, bool, int, int, int]) -> bytes:
-    """What a user would write: seal/open one frame with the pure core in a worker."""
+    """What a user would write: seal/open one frame per call in a worker (default path)."""
     fmt, suite, pidx, enc, data, codec, kf, ssrc, ts, cnt = task
     if fmt == "sframe":
         base = _naive_keys.get((fmt, pidx))
@@ -42,7 +43,7 @@ class Naive(Contender):
         self.workers = self.worker_count = workers
         self.cap = cap
         self.description = (f"multiprocessing.Pool({workers}) (spawn), one pickled task per "
-                            "frame (map, chunksize=1), sealing with the pure core")
+                            "frame (map, chunksize=1), sealing per call on the default path")
         self.mp: Any = None
         self.tasks: dict[str, list[tuple[Any, ...]]] = {}
         self._seg_fmts: list[tuple[str, int]] = []
