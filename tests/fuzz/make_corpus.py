@@ -1,0 +1,181 @@
+"""Writes the seed corpus of the libFuzzer targets in tests/fuzz/ (deterministic).
+
+    .venv/bin/python tests/fuzz/make_corpus.py [OUTDIR]    # default tests/fuzz/corpus
+
+Frames are made with the pure-Python reference (framecrypt.workers.livekit.frame and
+.h26x), never with the C code under test:
+
+  corpus/fuzz_h26x/     Annex B streams (H.264 / H.265 access units with 3- and 4-byte
+                        start codes, > 64 NAL units, leading data), escaped and unescaped
+                        bodies
+  corpus/fuzz_lk_open/  4 parameter bytes + a frame sealed by the reference with the
+                        fuzz key (fuzz_common.h: fuzz_key), so fc_lk_open's success path
+                        is in the corpus from the start
+  corpus/fuzz_lk_seal/  16 parameter bytes (rule, key, backend, capacity, trailer) +
+                        a plaintext frame
+
+The parameter layouts are documented at the top of fuzz_lk_open.c / fuzz_lk_seal.c.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from framecrypt.workers.livekit import frame, h26x
+
+HERE = Path(__file__).resolve().parent
+
+# rule classes (p[0] bits 0-1) and the fixed rules of the codecs (frame._FIXED)
+CLS_NAL264, CLS_NAL265, CLS_RAW = 0, 1, 2
+FIXED = {("vp8", True): 10, ("vp8", False): 3, ("opus", True): 1, ("opus", False): 1,
+         ("vp9", True): 0, ("av1", False): 0}
+
+
+def fuzz_key(keylen: int) -> bytes:
+    """fuzz_common.h's fuzz_key()."""
+    return bytes((0x40 + i * 7 + keylen) & 0xFF for i in range(keylen))
+
+
+KEYSEL = {16: 0, 24: 1, 32: 2}
+
+
+def sc(four: bool) -> bytes:
+    return b"\x00\x00\x00\x01" if four else b"\x00\x00\x01"
+
+
+def nal(rng: random.Random, header: bytes, size: int, zeros: bool = False) -> bytes:
+    """A NAL unit: header bytes then an escaped random payload (what an encoder emits)."""
+    if zeros:
+        payload = bytes(rng.choice((0, 0, 0, 1, 2, 3, rng.randrange(256))) for _ in range(size))
+    else:
+        payload = rng.randbytes(size)
+    return header + h26x.escape(payload)
+
+
+def h264_au(
+    rng: random.Random, idr: bool, four: bool, slice_size: int, zeros: bool = False
+) -> bytes:
+    parts = []
+    if idr:
+        parts += [sc(True) + nal(rng, b"\x67\x42\xc0\x1f", 8),  # SPS
+                  sc(four) + nal(rng, b"\x68\xce", 3)]  # PPS
+    parts.append(sc(four) + nal(rng, b"\x06\x05", 6))  # SEI
+    parts.append(sc(four) + nal(rng, b"\x65\x88" if idr else b"\x41\x9a", slice_size, zeros))
+    return b"".join(parts)
+
+
+def h265_au(rng: random.Random, idr: bool, four: bool, slice_size: int) -> bytes:
+    parts = []
+    if idr:
+        parts += [sc(True) + nal(rng, b"\x40\x01", 10),  # VPS
+                  sc(four) + nal(rng, b"\x42\x01", 12),  # SPS
+                  sc(four) + nal(rng, b"\x44\x01", 4)]  # PPS
+    parts.append(sc(four) + nal(rng, b"\x26\x01" if idr else b"\x02\x01", slice_size))
+    return b"".join(parts)
+
+
+def frames(rng: random.Random) -> dict[str, bytes]:
+    """Plaintext frames by name (the same set seeds all three targets)."""
+    f: dict[str, bytes] = {}
+    f["h264_idr_sc4"] = h264_au(rng, True, True, 120)
+    f["h264_idr_sc3"] = h264_au(rng, True, False, 200)
+    f["h264_delta_sc3"] = h264_au(rng, False, False, 60)
+    f["h264_delta_zeros"] = h264_au(rng, False, True, 90, zeros=True)
+    f["h264_big"] = h264_au(rng, True, False, 5000)  # escaped body > fc_lk.c's 4096 scratch
+    f["h265_idr"] = h265_au(rng, True, True, 150)
+    f["h265_delta_sc3"] = h265_au(rng, False, False, 40)
+    f["h265_type0"] = sc(False) + b"\x00\x00" + rng.randbytes(20)  # TRAIL_N header 00 00
+    f["many_nals"] = b"".join(sc(k % 2 == 0) + bytes((0x06, k)) for k in range(80)) + \
+        sc(False) + b"\x41\x9a" + rng.randbytes(20)  # > 64 NAL units before the slice
+    f["no_slice"] = sc(True) + b"\x67\x42\xc0\x1f" + sc(False) + b"\x68\xce\x38\x80"
+    f["leading_data"] = b"\x09\x10" + h264_au(rng, False, True, 30)
+    f["vp8_key"] = b"\x10\x02\x00\x9d\x01\x2a\x80\x02\xe0\x01" + rng.randbytes(80)
+    f["opus"] = b"\xfc" + rng.randbytes(60)
+    f["tiny"] = b"\x00\x00\x01\x65"
+    f["empty"] = b""
+    return f
+
+
+def codec_of(name: str) -> str:
+    for c in ("h264", "h265", "vp8", "opus"):
+        if name.startswith(c):
+            return c
+    return "h264"
+
+
+def p0(cls: int, key: bool, keylen: int, imb: bool, top: int = 0) -> int:
+    return cls | (4 if key else 0) | KEYSEL[keylen] << 3 | (0x20 if imb else 0) | top << 6
+
+
+def rule_params(codec: str, key: bool) -> tuple[int, int]:
+    """(class, p1) of a codec's clear rule."""
+    if codec == "h264":
+        return CLS_NAL264, 0
+    if codec == "h265":
+        return CLS_NAL265, 0
+    return CLS_RAW, FIXED.get((codec, key), FIXED.get((codec, not key), 0))
+
+
+def write(dirpath: Path, name: str, data: bytes) -> None:
+    dirpath.mkdir(parents=True, exist_ok=True)
+    (dirpath / f"{name}-{hashlib.sha1(data).hexdigest()[:8]}").write_bytes(data)
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "corpus"
+    for t in ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal"):
+        shutil.rmtree(out / t, ignore_errors=True)
+    rng = random.Random(20240601)
+    fs = frames(rng)
+
+    # fuzz_h26x: the streams, their headers, escaped / unescaped bodies
+    for name, data in fs.items():
+        write(out / "fuzz_h26x", name, data)
+    write(out / "fuzz_h26x", "escaped",
+          h26x.escape(b"\x00\x00\x00\x00\x01\x00\x00\x02\x00\x00\x03x"))
+    write(out / "fuzz_h26x", "zz3_last", b"\x41\x00\x00\x03")
+    write(out / "fuzz_h26x", "zz3_mid", b"\x41\x00\x00\x03\x01\x00\x00\x03\x00")
+
+    # fuzz_lk_seal / fuzz_lk_open: every frame under its codec's rule, key/delta,
+    # the three key sizes and both backends
+    k = 0
+    for name, data in fs.items():
+        codec = codec_of(name)
+        for key in (True, False):
+            keylen = (16, 24, 32)[k % 3]
+            imb = k % 2 == 1
+            k += 1
+            cls, p1 = rule_params(codec, key)
+            tr = frame.trailer("livekit", 0x1234_5678 + k, 90000 * k, k, k % 4)
+            ssrc_ts_word_kid = tr[:12] + tr[13:]
+            write(out / "fuzz_lk_seal", f"{name}-{'key' if key else 'delta'}",
+                  bytes((p0(cls, key, keylen, imb), p1, 0)) + ssrc_ts_word_kid + data)
+            sealed = seal(codec, key, keylen, data, tr)
+            if sealed is None or not sealed:
+                continue
+            # open with the callers' capacity (p[2] = 0) and the other backend too
+            write(out / "fuzz_lk_open", f"{name}-{'key' if key else 'delta'}",
+                  bytes((p0(cls, key, keylen, imb), p1, 0, 0)) + sealed)
+    # the seal target's capacity modes on one H.264 frame
+    for top in (1, 2, 3):
+        params = bytes((p0(CLS_NAL264, True, 16, False, top), 0, 0x21)) + bytes(13)
+        write(out / "fuzz_lk_seal", f"capmode{top}", params + fs["h264_idr_sc3"])
+    for t in ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal"):
+        print(f"{t}: {len(list((out / t).iterdir()))} seeds", file=sys.stderr)
+
+
+def seal(codec: str, key: bool, keylen: int, data: bytes, tr: bytes) -> bytes | None:
+    try:
+        return frame.seal_trailer(AESGCM(fuzz_key(keylen)), data, codec, key, tr)
+    except Exception:  # MalformedFrame: frame shorter than its clear header
+        return None
+
+
+if __name__ == "__main__":
+    main()
