@@ -18,7 +18,10 @@ a worker ``worker`` µs; sealing it here costs ``inline`` µs.
 Where offloading pays, the answer is ``"budget"``: the pool's loop-time budget then
 shares the work (inline up to ``placement.inline_budget`` of the loop, the rest to the
 workers). Every ``explore_every``-th batch of a kind takes the other path, so the
-figures follow the load.
+figures follow the load; ``lopsided_factor`` times more rarely when one path costs
+``lopsided`` times the other or more (with the native hot path, a batch sealed inline
+costs a small fraction of the round trip an exploring batch pays, and a stream waits
+for its frames at a worker before it may go inline again).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class _Costs:
 class PlacementModel:
     oversubscribed: bool
     explore_every: int = 64
+    lopsided: float = 4.0
+    lopsided_factor: int = 16
     alpha: float = 0.25  # weight of a new measurement (exponential moving average)
     _costs: dict[Kind, _Costs] = field(default_factory=dict)
 
@@ -85,7 +90,11 @@ class PlacementModel:
         if not c.broker:
             return "pool"
         inline = self.prefers_inline(kind)
-        if c.seen % self.explore_every == 0:
+        every = self.explore_every
+        offload = c.broker + c.worker if self.oversubscribed else c.broker
+        if max(offload, c.inline) >= self.lopsided * min(offload, c.inline):
+            every *= self.lopsided_factor
+        if c.seen % every == 0:
             inline = not inline  # look at the other path now and then
         return "inline" if inline else "budget"
 

@@ -8,6 +8,7 @@ frames are columns of its batch.
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,9 +69,13 @@ class Run:
         self.attempts = bytearray(n)  # dispatches per frame (<= supervision.dispatch_attempts)
         self.remaining = n
         self.nbytes = offsets[hi] - offsets[lo]
-        self.streams: dict[int, int] = {}  # ssrc -> frames of that stream in this run
-        for s in batch.ssrcs[lo:hi]:
-            self.streams[s] = self.streams.get(s, 0) + 1
+        # ssrc -> frames of that stream in this run (one stream: no loop in Python)
+        ssrcs = batch.ssrcs[lo:hi]
+        first = ssrcs[0] if n else 0
+        if n and ssrcs.count(first) == n:
+            self.streams: dict[int, int] = {first: n}
+        else:
+            self.streams = dict(Counter(ssrcs))
         self.kind: Kind = (0, False)
         self.queued = False  # admitted to a slot's queue (its streams are pending)
 

@@ -152,6 +152,10 @@ class FrameBatch:
 
     def offsets(self) -> array[int]:
         """``len(self) + 1`` offsets of the payloads in :attr:`data`."""
+        if NATIVE is not None and isinstance(self.lengths, array):
+            got = array("Q")
+            got.frombytes(NATIVE.column_offsets(self.lengths))
+            return got
         return array("Q", accumulate(self.lengths, initial=0))
 
     def frame(self, i: int, offsets: Sequence[int] | None = None) -> Frame:

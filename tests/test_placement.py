@@ -48,11 +48,25 @@ def test_the_other_path_is_looked_at_now_and_then() -> None:
     m = PlacementModel(oversubscribed=True, explore_every=8)
     kind = (12, True)
     m.note_inline(kind, 1.0)
-    m.note_offload(kind, 1.0, 5.0)
+    m.note_offload(kind, 1.0, 2.0)
     picks = [m.choose(kind) for _ in range(32)]
     assert picks.count("budget") == 4 and picks.count("inline") == 28
     snap = m.snapshot()
-    assert snap == {"2^12 B, heavy": {"inline_us": 1.0, "broker_us": 1.0, "worker_us": 5.0}}
+    assert snap == {"2^12 B, heavy": {"inline_us": 1.0, "broker_us": 1.0, "worker_us": 2.0}}
+
+
+def test_a_lopsided_choice_is_looked_at_less_often() -> None:
+    """With one path 4x (or more) cheaper, exploring costs more than it can find:
+    16 times more rarely."""
+    m = PlacementModel(oversubscribed=True, explore_every=8)
+    kind = (11, False)
+    m.note_inline(kind, 0.15)
+    m.note_offload(kind, 1.1, 0.2)  # the native inline path against a round trip
+    picks = [m.choose(kind) for _ in range(8 * 16 * 2)]
+    assert picks.count("budget") == 2
+    m.note_inline(kind, 1.0)  # costs change: 1.0 vs 1.3, no longer lopsided
+    picks = [m.choose(kind) for _ in range(64)]
+    assert picks.count("budget") == 8
 
 
 def test_an_auto_pool_measures_both_paths_and_reports_them() -> None:
