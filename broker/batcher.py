@@ -17,7 +17,7 @@ from itertools import accumulate
 from framecrypt.batch import OutputPiece, status_error
 from framecrypt.broker.keydir import KeyDirectory
 from framecrypt.broker.ledger import Ledger, Selection, SlotBook
-from framecrypt.broker.runs import ENCRYPT, InFlight, Run
+from framecrypt.broker.runs import ENCRYPT, InFlight, Lease, Run
 from framecrypt.errors import ProtocolError
 from framecrypt.transports import wire
 from framecrypt.workers.engine import reply_size
@@ -48,8 +48,9 @@ def _bytes_out(res: bytes) -> int:
     return sum(records[2::3])
 
 
-def take_piece(ledger: Ledger, run: Run, a: int, b: int, res: bytes, buf: bytes | bytearray,
-               base: int, spill: bytes) -> list[int]:
+def take_piece(ledger: Ledger, run: Run, a: int, b: int, res: bytes,
+               buf: bytes | bytearray | memoryview, base: int, spill: bytes,
+               lease: Lease | None = None) -> list[int]:
     """Outcomes of frames ``[a, b)`` of a run from their result records: outputs
     stay in ``buf``/``spill``, errors are typed and counted. Returns the frames
     marked for a retry (:data:`wire.ST_RETRY`), which have no outcome yet."""
@@ -72,7 +73,8 @@ def take_piece(ledger: Ledger, run: Run, a: int, b: int, res: bytes, buf: bytes 
             ledger.count_error(err)
     lo = run.positions[a]
     if isinstance(run.positions, range):
-        g.pieces.append(OutputPiece(lo, lo + count, res, buf, base, spill))
+        g.pieces.append(OutputPiece(lo, lo + count, res, buf, base, spill,
+                                    None if lease is None else lease.hold()))
     else:  # a retry run's frames are scattered in the group: outputs in place
         unpack = wire.RES.unpack_from
         for k in range(count):
@@ -170,25 +172,39 @@ def encode(sl: SlotBook, sel: Selection, batch_id: int, epoch: int,
 
 def deliver(ledger: Ledger, keys: KeyDirectory, msg: InFlight, res: bytes,
             used: list[int], floors: list[list[tuple[int, int]]],
-            rep: memoryview | None, spill: bytes, outputs: bytes | None, now: float) -> None:
+            rep: memoryview | None, spill: bytes, outputs: bytes | None, now: float,
+            lease: Lease | None = None) -> None:
     """Every frame of ``msg`` gets its outcome from a worker's RESULT: ``res`` (12-byte
     records), ``used`` reply bytes per segment, SFrame ``floors`` per segment, the
     reply ring ``rep`` (or ``outputs``, the segments' outputs back to back, without
-    rings) and the ``spill`` blob (outputs that did not fit their region)."""
+    rings) and the ``spill`` blob (outputs that did not fit their region).
+    With ``lease`` (some runs belong to zero-copy groups) those runs' pieces are views
+    into the reply ring, each holding the lease; the others get one copy as usual."""
     if len(res) != wire.RES.size * msg.count or len(used) != msg.nwire:
         raise ProtocolError("RESULT does not match its batch")
+    view: memoryview | None = None
+    copied: bytes | memoryview | None = None
     if msg.rep_span is not None and rep is not None:
         starts = msg.out_starts
         base, size = msg.rep_span
         end = min(size, starts[-1] + used[-1])
-        buf = bytes(rep[base : base + end])  # one copy out of the ring
+        view = rep[base : base + end]
     else:
         starts = [0, *accumulate(used[:-1])]
-        buf = outputs or b""
+        copied = outputs or b""
     k = 0
     for (run, a, b), s in zip(msg.segments, msg.wire_of, strict=True):
         k1 = k + (b - a) * wire.RES.size
-        retry = take_piece(ledger, run, a, b, res[k:k1], buf, -starts[s], spill)
+        held = lease if lease is not None and view is not None and run.group.zero_copy \
+            else None
+        if held is not None:
+            buf: bytes | memoryview = view  # type: ignore[assignment]
+        else:
+            if copied is None:
+                assert view is not None
+                copied = bytes(view)  # one copy out of the ring
+            buf = copied
+        retry = take_piece(ledger, run, a, b, res[k:k1], buf, -starts[s], spill, held)
         k = k1
         for i in retry:  # workers answer every frame; a retry mark is a protocol error
             ledger.counters["protocol_errors"] += 1

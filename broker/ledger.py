@@ -116,7 +116,7 @@ class Ledger:
             "batches_sent": 0, "overloaded": 0, "expired": 0, "worker_lost": 0,
             "redispatched": 0, "worker_deaths": 0, "worker_spawns": 0, "participants_moved": 0,
             "protocol_errors": 0, "events_dropped": 0, "control_errors": 0, "ring_full": 0,
-            "loop_stalls": 0,
+            "loop_stalls": 0, "leases_stale": 0,
         }
 
     # --- slots, participants, owners ---------------------------------------------------
@@ -435,9 +435,9 @@ class Ledger:
 
     def free_rings(self, sl: SlotBook, msg: InFlight) -> None:
         if msg.req_span is not None and sl.req_ring is not None:
-            sl.req_ring.release(*msg.req_span)
-        if msg.rep_span is not None and sl.rep_ring is not None:
-            sl.rep_ring.release(*msg.rep_span)
+            sl.req_ring.release_any(*msg.req_span)
+        if msg.rep_span is not None and sl.rep_ring is not None and not msg.rep_leased:
+            sl.rep_ring.release_any(*msg.rep_span)
 
     # --- time: liveness and expiry -----------------------------------------------------
 

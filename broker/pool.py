@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from framecrypt.batch import BatchResult, FrameBatch
+from framecrypt.batch import drop_pieces as _drop_pieces
 from framecrypt.broker.events import EventHub, PoolEvent
 from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
@@ -53,6 +54,16 @@ _KDFS = (None, "pbkdf2", "hkdf")
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _finish(fut: asyncio.Future[None], g: Group) -> None:
+    """A batch's group is complete: wake its caller; if the caller went away (its await
+    was cancelled), zero-copy outputs have no owner: give their ring space back."""
+    if fut.cancelled():
+        _drop_pieces(g.pieces)
+        g.pieces = []
+    else:
+        _resolve(fut)
 
 
 def _participant(p: object) -> str:
@@ -302,18 +313,20 @@ class Pool:
         return out
 
     async def encrypt_batch(self, participant: str, batch: FrameBatch, *,
-                            wait: bool = True) -> BatchResult:
+                            wait: bool = True, zero_copy: bool = False) -> BatchResult:
         """Seal a :class:`~framecrypt.batch.FrameBatch` with one await and no Python
         object per frame in this process; outcomes in order in the result. Invalid
         batches (bad codec number, a frame over ``max_frame_bytes``) raise before
         anything is admitted; ``wait=False`` fails frames with :class:`Overloaded`
-        instead of waiting for credit."""
-        return await self._batch(participant, batch, ENCRYPT, wait)
+        instead of waiting for credit. ``zero_copy=True``: outputs sealed by workers
+        stay in the shared reply ring (views, no copy) until ``result.release()``
+        (or a ``with`` block ends, or the result is collected)."""
+        return await self._batch(participant, batch, ENCRYPT, wait, zero_copy)
 
     async def decrypt_batch(self, participant: str, batch: FrameBatch, *,
-                            wait: bool = True) -> BatchResult:
+                            wait: bool = True, zero_copy: bool = False) -> BatchResult:
         """Open a batch of frames sealed by ``participant``; see :meth:`encrypt_batch`."""
-        return await self._batch(participant, batch, DECRYPT, wait)
+        return await self._batch(participant, batch, DECRYPT, wait, zero_copy)
 
     def submit(self, participant: str, frame: Frame, callback: Callable[
             [int, bytes | None, BaseException | None], None], *, decrypt: bool = False
@@ -353,7 +366,7 @@ class Pool:
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
     async def _batch(self, participant: str, batch: FrameBatch, op: int,
-                     wait: bool) -> BatchResult:
+                     wait: bool, zero_copy: bool = False) -> BatchResult:
         self._check_open()
         name = _participant(participant)
         if not isinstance(batch, FrameBatch):
@@ -363,7 +376,7 @@ class Pool:
         if n == 0:
             return BatchResult(0, [], [], 0)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        group = Group(n, lambda g: _resolve(fut))
+        group = Group(n, lambda g: _finish(fut, g), zero_copy=bool(zero_copy))
         offsets = batch.offsets()
         led = self._ledger
         chunk = max(1, min(n, self.settings.limits.max_frames_in_flight // 2))

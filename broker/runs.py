@@ -26,10 +26,13 @@ class Group:
     ``pieces``) or the frame's typed error. ``on_done(group)`` runs once, when the last
     frame has its outcome."""
 
-    __slots__ = ("errors", "n", "on_done", "pieces", "remaining", "results")
+    __slots__ = ("errors", "n", "on_done", "pieces", "remaining", "results", "zero_copy")
 
-    def __init__(self, n: int, on_done: Callable[[Group], None] | None = None) -> None:
+    def __init__(self, n: int, on_done: Callable[[Group], None] | None = None, *,
+                 zero_copy: bool = False) -> None:
         self.n = n
+        # outputs stay in the reply ring (views + a lease) instead of being copied out
+        self.zero_copy = zero_copy
         self.results: list[Any] = [None] * n
         self.remaining = n
         self.errors = 0
@@ -42,6 +45,27 @@ class Group:
         if self.remaining == 0 and self.on_done is not None:
             cb, self.on_done = self.on_done, None
             cb(self)
+
+
+class Lease:
+    """A reply-ring region kept for zero-copy results: ``free()`` runs once, when the
+    last of its ``holders`` (output pieces of zero-copy groups) let go of it."""
+
+    __slots__ = ("free", "holders")
+
+    def __init__(self, free: Callable[[], None]) -> None:
+        self.free: Callable[[], None] | None = free
+        self.holders = 0
+
+    def hold(self) -> Lease:
+        self.holders += 1
+        return self
+
+    def drop(self) -> None:
+        self.holders -= 1
+        if self.holders <= 0 and self.free is not None:
+            free, self.free = self.free, None
+            free()
 
 
 class Run:
@@ -135,8 +159,8 @@ class InFlight:
     """One PACKED message at a worker: its runs' frame ranges, ring regions, and where
     each wire segment's outputs start in the reply region."""
 
-    __slots__ = ("batch_id", "count", "nbytes", "nwire", "out_starts", "rep_span", "req_span",
-                 "segments", "spent", "wire_of")
+    __slots__ = ("batch_id", "count", "nbytes", "nwire", "out_starts", "rep_leased", "rep_span",
+                 "req_span", "segments", "spent", "wire_of")
 
     def __init__(self, batch_id: int, segments: list[Segment], count: int, nbytes: int,
                  req_span: tuple[int, int] | None, rep_span: tuple[int, int] | None,
@@ -154,3 +178,5 @@ class InFlight:
         # op with consecutive counters share one), and how many there are
         self.wire_of = wire_of if wire_of is not None else list(range(len(segments)))
         self.nwire = self.wire_of[-1] + 1 if self.wire_of else 0
+        # the reply region is held by zero-copy results (a Lease frees it, not the ledger)
+        self.rep_leased = False

@@ -25,11 +25,12 @@ from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
 from framecrypt.broker.ledger import DEAD, READY, STARTING, STOPPED, Dead, Ledger, SlotBook
 from framecrypt.broker.placement import Placement, PlacementModel
-from framecrypt.broker.runs import DECRYPT, ENCRYPT, Control, Group, Run
+from framecrypt.broker.runs import DECRYPT, ENCRYPT, Control, Group, InFlight, Lease, Run
 from framecrypt.broker.supervisor import Supervisor, Worker
 from framecrypt.conf import Settings
 from framecrypt.errors import FramecryptError, PoolClosed, ProtocolError, UnknownKey
 from framecrypt.transports import hygiene, wire
+from framecrypt.transports.errors import ReleaseOrderError
 from framecrypt.transports.to_broker import (
     Ack,
     ControlFailed,
@@ -277,7 +278,7 @@ class BrokerService:
     # --- sending -------------------------------------------------------------------------
 
     def schedule_flush(self) -> None:
-        if not self._flush_scheduled and self.loop is not None:
+        if not self._flush_scheduled and self.loop is not None and not self.loop.is_closed():
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
 
@@ -429,12 +430,14 @@ class BrokerService:
         batch, dropped = led.answer_batch(sl, msg.batch_id, msg.count, len(msg.used), now)
         for d in dropped:
             led.free_rings(sl, d)
+        lease = self._lease(sl, batch)
         try:
             batcher.deliver(led, self.keys, batch, bytes(msg.results), list(msg.used),
                             [list(f) for f in msg.floors], self._rep_view(sl),
                             bytes(msg.overflow),
-                            None if msg.outputs is None else bytes(msg.outputs), now)
+                            None if msg.outputs is None else bytes(msg.outputs), now, lease)
         finally:
+            batch.rep_leased = lease is not None and lease.holders > 0
             led.batch_done(sl, batch, now)
         broker_us = (batch.spent + time.perf_counter() - t0) * 1e6 / batch.count
         worker_us = msg.cpu_us / batch.count
@@ -442,6 +445,25 @@ class BrokerService:
             self.placement.model.note_offload(run.kind, broker_us, worker_us)
         if sl.queue:
             self.schedule_flush()
+
+    def _lease(self, sl: SlotBook, msg: InFlight) -> Lease | None:
+        """A lease on ``msg``'s reply region when zero-copy groups will hold views into
+        it: freed (out of order) in the slot's ring when the last one lets go, if the
+        ring is still the one the region is in (a respawn brings new rings)."""
+        span, ring = msg.rep_span, sl.rep_ring
+        if span is None or ring is None or not any(
+                run.group.zero_copy for run, _, _ in msg.segments):
+            return None
+
+        def free() -> None:
+            if sl.rep_ring is ring:
+                try:
+                    ring.release_any(*span)
+                except ReleaseOrderError:  # the ring was reset meanwhile
+                    self.ledger.counters["leases_stale"] += 1
+                self.schedule_flush()  # queued runs may have waited for ring room
+
+        return Lease(free)
 
     def _on_ack(self, sl: SlotBook, msg: Ack, now: float) -> None:
         ctl, dropped = self.ledger.answer_control(sl, msg.seq, now)

@@ -18,10 +18,12 @@ the path for gateways that handle frames in bulk::
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
+from typing import Any, Protocol
 
 from framecrypt.errors import (
     AuthenticationFailed,
@@ -32,6 +34,7 @@ from framecrypt.errors import (
     KeyInvalidated,
     MalformedFrame,
     ReplayedFrame,
+    ResultReleased,
     UnknownKey,
     UnsupportedCodec,
 )
@@ -209,30 +212,55 @@ def status_error(status: int, arg: int) -> FramecryptError:
     return FramecryptError("internal error in a worker")
 
 
+class _Lease(Protocol):
+    def drop(self) -> None: ...
+
+
 class OutputPiece:
-    """Outputs of frames ``[start, end)``: the reply region copied out of the ring
-    (``buf``, whose byte 0 was at ``base``), the outputs that did not fit
-    (``overflow``) and the packed result records of those frames (``res``)."""
+    """Outputs of frames ``[start, end)``: the reply region (``buf``, whose byte 0 was
+    at ``base``: copied out of the ring, or a view into it held by ``lease`` for a
+    zero-copy result), the outputs that did not fit (``overflow``) and the packed
+    result records of those frames (``res``)."""
 
-    __slots__ = ("base", "buf", "end", "overflow", "res", "start")
+    __slots__ = ("base", "buf", "end", "lease", "overflow", "res", "start")
 
-    def __init__(self, start: int, end: int, res: bytes | bytearray, buf: bytes | bytearray,
-                 base: int, overflow: bytes) -> None:
+    def __init__(self, start: int, end: int, res: bytes | bytearray,
+                 buf: bytes | bytearray | memoryview, base: int, overflow: bytes,
+                 lease: _Lease | None = None) -> None:
         self.start = start
         self.end = end
         self.res = res
         self.buf = buf
         self.base = base
         self.overflow = overflow
+        self.lease = lease
+
+
+def drop_pieces(pieces: list[OutputPiece]) -> None:
+    """Let go of the ring regions of zero-copy pieces (once)."""
+    for p in pieces:
+        lease, p.lease = p.lease, None
+        if lease is not None:
+            p.buf = b""
+            lease.drop()
 
 
 class BatchResult:
     """The outcomes of a :class:`FrameBatch`, in order: ``result[i]`` is the output
     bytes of frame ``i`` or the typed error it failed with. ``ok``/``failed`` count
     them; :meth:`payloads` gives every output or raises the first error; :meth:`view`
-    is a zero-copy view of one output."""
+    is a zero-copy view of one output.
 
-    __slots__ = ("_n", "_outcomes", "_pieces", "_starts", "failed")
+    A *zero-copy* result (``encrypt_batch(..., zero_copy=True)``) holds its outputs
+    where the workers wrote them, in the pool's shared reply ring: :meth:`view` costs
+    no copy, and the ring space is the result's until :meth:`release` (or the end of
+    a ``with`` block, or garbage collection), after which reading raises
+    :class:`~framecrypt.errors.ResultReleased` and views taken earlier must not be
+    used. Unreleased results hold ring space: the pool waits for it (backpressure).
+    """
+
+    __slots__ = ("__weakref__", "_finalizer", "_n", "_outcomes", "_pieces", "_starts",
+                 "failed")
 
     def __init__(self, n: int, outcomes: list[object], pieces: list[OutputPiece],
                  failed: int) -> None:
@@ -241,6 +269,28 @@ class BatchResult:
         self._pieces = sorted(pieces, key=lambda p: p.start)
         self._starts = [p.start for p in self._pieces]
         self.failed = failed
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        if any(p.lease is not None for p in self._pieces):
+            self._finalizer = weakref.finalize(self, drop_pieces, self._pieces)
+
+    @property
+    def zero_copy(self) -> bool:
+        """Whether outputs are views into the pool's reply ring (until released)."""
+        return self._finalizer is not None
+
+    def release(self) -> None:
+        """Give the ring space of a zero-copy result back to the pool (idempotent;
+        nothing to do for other results)."""
+        if self._finalizer is not None:
+            self._finalizer()
+            self._pieces = []
+            self._starts = []
+
+    def __enter__(self) -> BatchResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     @property
     def ok(self) -> int:
@@ -261,6 +311,8 @@ class BatchResult:
         """Frame ``i``'s output without a copy; raises its error if it failed."""
         if not -self._n <= i < self._n:
             raise IndexError(i)
+        if self._finalizer is not None and not self._finalizer.alive:
+            raise ResultReleased("this zero-copy result was released")
         i %= self._n
         o = self._outcomes[i]
         if o is not None:

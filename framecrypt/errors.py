@@ -116,6 +116,12 @@ class InvalidArgument(InvalidParameter, TypeError):
     that is not an int. Raised at the API boundary, before anything is admitted."""
 
 
+class ResultReleased(FramecryptError, ValueError):
+    """A zero-copy :class:`~framecrypt.batch.BatchResult` was read after
+    :meth:`~framecrypt.batch.BatchResult.release`: its outputs were views into the
+    pool's reply ring, which is reused once released."""
+
+
 # --- the worker pool -----------------------------------------------------------------
 
 
@@ -179,6 +185,7 @@ __all__ = [
     "PoolError",
     "ProtocolError",
     "ReplayedFrame",
+    "ResultReleased",
     "UnknownKey",
     "UnsupportedCodec",
     "UnsupportedSuite",

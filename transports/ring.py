@@ -17,7 +17,7 @@ from framecrypt.transports.errors import FrameTooLarge, ReleaseOrderError
 class _Span:
     """One allocation of a :class:`RingAllocator`."""
 
-    __slots__ = ("cost", "n", "offset", "prev_head", "prev_last", "skipped")
+    __slots__ = ("cost", "freed", "n", "offset", "prev_head", "prev_last", "skipped")
 
     def __init__(
         self, offset: int, n: int, cost: int, skipped: int, prev_head: int, prev_last: _Span | None
@@ -30,6 +30,7 @@ class _Span:
         self.skipped = skipped  # the tail this allocation skipped (charged to prev_last)
         self.prev_head = prev_head  # for cancel()
         self.prev_last = prev_last
+        self.freed = False  # released out of order (release_any): popped in its turn
 
 
 class RingAllocator:
@@ -124,11 +125,30 @@ class RingAllocator:
         if not spans:
             raise ReleaseOrderError(f"release({offset}, {n}) with nothing allocated")
         span = spans[0]
-        if span.offset != offset or span.n != n:
+        if span.offset != offset or span.n != n or span.freed:
             raise ReleaseOrderError(
                 f"release({offset}, {n}) is not the oldest allocation ({span.offset}, {span.n})"
             )
         self._pop()
+        while spans and spans[0].freed:
+            self._pop()
+
+    def release_any(self, offset: int, n: int) -> None:
+        """Release the live allocation ``(offset, n)`` whichever its age: the oldest is
+        freed at once (with every younger one already released after it), a younger
+        one is marked and freed in its turn. Its bytes stay unavailable until then
+        (the ring stays FIFO). For regions whose owners finish out of order: a reply
+        region kept for a zero-copy result. Unknown ``(offset, n)``: ReleaseOrderError,
+        nothing changes. O(allocations outstanding)."""
+        spans = self._spans
+        for span in spans:
+            if span.offset == offset and span.n == n and not span.freed:
+                break
+        else:
+            raise ReleaseOrderError(f"release_any({offset}, {n}): no such live allocation")
+        span.freed = True
+        while spans and spans[0].freed:
+            self._pop()
 
     def release_oldest(self) -> tuple[int, int]:
         """Release the oldest allocation and return its ``(offset, n)``.
@@ -136,6 +156,8 @@ class RingAllocator:
         if not self._spans:
             raise ReleaseOrderError("release_oldest() with nothing allocated")
         span = self._pop()
+        while self._spans and self._spans[0].freed:
+            self._pop()
         return span.offset, span.n
 
     def _pop(self) -> _Span:
