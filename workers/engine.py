@@ -25,7 +25,7 @@ from framecrypt.errors import (
     UnknownKey,
 )
 from framecrypt.transports import wire
-from framecrypt.workers import native, native_loop
+from framecrypt.workers import native, native_loop, native_sframe
 from framecrypt.workers.livekit import frame as lkframe
 from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
 from framecrypt.workers.livekit.events import KeyRatcheted
@@ -134,7 +134,7 @@ class Engine:
         # the IV scheme's number, and the 256-entry key tables by participant
         self._rules = native_loop.rules(self.jitsi) if native.active() else b""
         self._scheme = ("counter", "livekit", "jitsi").index(self._iv)
-        self._tables: dict[int, tuple[int, tuple[Any, ...]]] = {}  # native_loop.key_table
+        self._tables: dict[int, tuple[Any, int, tuple[Any, ...]]] = {}  # native_loop.key_table
         native.announce()
 
     def __repr__(self) -> str:
@@ -186,6 +186,7 @@ class Engine:
         if op == "remove":
             (pidx,) = args
             self.participants.pop(pidx, None)
+            self._tables.pop(pidx, None)
             return []
         if op == "replay_floor":  # SFrame receiver state handed over by the broker
             pidx, floors = args
@@ -394,6 +395,11 @@ class Engine:
         res = bytearray(wire.RES.size * count)
         if spill is None:
             spill = Overflow()
+        if self._rules and out is not None and self.sframe:
+            o = native_sframe.run(self, op, pidx, counter0, epoch, lengths, codecs, flags,
+                                  ssrcs, timestamps, inp, out, tick, stateless, spill, res)
+            self.counts["frames"] += count
+            return res, spill.parts, o
         if self._rules and out is not None and not self.sframe:
             o = native_loop.run(self, op, pidx, counter0, epoch, lengths, codecs, flags,
                                 ssrcs, timestamps, inp, out, tick, stateless, spill, res)
@@ -428,7 +434,8 @@ class Engine:
         for ln, cid, fl, ssrc, ts in zip(lengths, codecs, flags, ssrcs, tss, strict=False):
             # codec ids and flags are bytes: the index is < 512
             nclear = fixed[cid << 1 | fl & 1]
-            if nclear is not None and nclear <= ln and o + ln + 30 <= out_len:
+            # (an empty frame takes the full path: it passes through unsealed)
+            if nclear is not None and nclear <= ln and ln and o + ln + 30 <= out_len:
                 out = o_mv
                 if enc:
                     h = o + nclear

@@ -46,8 +46,9 @@ def key_table(engine: Engine, pidx: int) -> tuple[Any, ...] | None:
         return None
     ring = p.cryptor.ring
     got = engine._tables.get(pidx)
-    if got is not None and got[0] == ring.version:
-        return got[1]
+    if got is not None and got[0] is ring and got[1] == ring.version:
+        return got[2]  # (the same ring object: a removed and re-added participant has
+        # a new ring whose version counts from 0 again)
     tolerant = engine._tolerant
     keys: list[Any] = []
     for kid in range(256):
@@ -55,7 +56,7 @@ def key_table(engine: Engine, pidx: int) -> tuple[Any, ...] | None:
         keys.append(None if ks is None or (tolerant and ring.failures(kid))
                     or not is_native_key(ks.aead) else ks.aead)
     table = tuple(keys)
-    engine._tables[pidx] = (ring.version, table)
+    engine._tables[pidx] = (ring, ring.version, table)
     return table
 
 

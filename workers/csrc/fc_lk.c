@@ -50,9 +50,17 @@ static long clear_of(const uint8_t *in, size_t len, int rule, int vp8rule, int *
 
 #define SCRATCH 4096
 
+/* A rule the loop handles: a fixed count or a NAL scan (else: no such codec). */
+static int rule_ok(int rule)
+{
+    return rule <= 250 || rule == FC_CLEAR_NAL264 || rule == FC_CLEAR_NAL265;
+}
+
 long fc_lk_seal(fc_gcm *g, const uint8_t *in, size_t len, int rule, int vp8rule,
                 const uint8_t trailer[FC_LK_TRAILER], uint8_t *out, size_t cap)
 {
+    if (!rule_ok(rule))
+        return FC_STOP; /* an unknown codec is malformed, even empty (the reference) */
     if (len == 0)
         return 0;
     int nal;
@@ -103,6 +111,8 @@ int fc_lk_kid(const uint8_t *in, size_t len) { return len ? in[len - 1] : -1; }
 long fc_lk_open(fc_gcm *g, const uint8_t *in, size_t len, int rule, int vp8rule,
                 uint8_t *out, size_t cap)
 {
+    if (!rule_ok(rule))
+        return FC_STOP;
     if (len == 0)
         return 0;
     int nal;

@@ -72,6 +72,55 @@ static PyObject *AesGcm_repr(AesGcmObject *self)
                                 fc_gcm_kind(self->g) == FC_BACKEND_IMB ? "ipsec-mb" : "evp");
 }
 
+/* Positional and keyword arguments, by cryptography's names, into ``out[want]``. */
+static const char *const ARG_NAMES[] = {"nonce", "data", "associated_data", "buf"};
+
+static int resolve(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t want,
+                   PyObject **out)
+{
+    if (nargs > want) {
+        PyErr_Format(PyExc_TypeError, "takes %zd arguments (%zd given)", want, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < want; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, j);
+        Py_ssize_t idx = -1;
+        for (Py_ssize_t i = 0; i < want; i++)
+            if (PyUnicode_CompareWithASCIIString(name, ARG_NAMES[i]) == 0)
+                idx = i;
+        if (idx < 0) {
+            PyErr_Format(PyExc_TypeError, "unexpected keyword argument %R", name);
+            return -1;
+        }
+        if (out[idx] != NULL) {
+            PyErr_Format(PyExc_TypeError, "multiple values for argument %R", name);
+            return -1;
+        }
+        out[idx] = args[nargs + j];
+    }
+    for (Py_ssize_t i = 0; i < want; i++)
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "missing argument '%s'", ARG_NAMES[i]);
+            return -1;
+        }
+    return 0;
+}
+
+/* A writable output buffer; a read-only one is a TypeError, as in cryptography. */
+static int get_out(PyObject *o, Py_buffer *b)
+{
+    if (PyObject_GetBuffer(o, b, PyBUF_WRITABLE) == 0)
+        return 0;
+    if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "buf must be a writable buffer");
+    }
+    return -1;
+}
+
 /* nonce, data, aad (or None): the checks cryptography makes, with the 12-byte nonce
  * the native path supports (others: ValueError, the caller keeps cryptography). */
 static int get_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, Py_buffer *nonce,
@@ -122,10 +171,12 @@ static void release3(Py_buffer *a, Py_buffer *b, Py_buffer *c)
 static const uint8_t empty[1];
 #define PTR(b) ((b)->len ? (const uint8_t *)(b)->buf : empty)
 
-static PyObject *AesGcm_encrypt(AesGcmObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *AesGcm_encrypt(AesGcmObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
 {
     Py_buffer nonce, data, aad;
-    if (get_args(args, nargs, 3, &nonce, &data, &aad) < 0)
+    PyObject *a[3];
+    if (resolve(args, nargs, kwnames, 3, a) < 0 || get_args(a, 3, 3, &nonce, &data, &aad) < 0)
         return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, data.len + FC_TAG_LEN);
     if (out != NULL) {
@@ -140,10 +191,12 @@ static PyObject *AesGcm_encrypt(AesGcmObject *self, PyObject *const *args, Py_ss
     return out;
 }
 
-static PyObject *AesGcm_decrypt(AesGcmObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *AesGcm_decrypt(AesGcmObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
 {
     Py_buffer nonce, data, aad;
-    if (get_args(args, nargs, 3, &nonce, &data, &aad) < 0)
+    PyObject *a[3];
+    if (resolve(args, nargs, kwnames, 3, a) < 0 || get_args(a, 3, 3, &nonce, &data, &aad) < 0)
         return NULL;
     PyObject *out = NULL;
     if (data.len < FC_TAG_LEN) {
@@ -163,16 +216,13 @@ static PyObject *AesGcm_decrypt(AesGcmObject *self, PyObject *const *args, Py_ss
 }
 
 static PyObject *AesGcm_encrypt_into(AesGcmObject *self, PyObject *const *args,
-                                     Py_ssize_t nargs)
+                                     Py_ssize_t nargs, PyObject *kwnames)
 {
     Py_buffer nonce, data, aad, buf;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "expected 4 arguments");
+    PyObject *a[4];
+    if (resolve(args, nargs, kwnames, 4, a) < 0 || get_args(a, 3, 3, &nonce, &data, &aad) < 0)
         return NULL;
-    }
-    if (get_args(args, 3, 3, &nonce, &data, &aad) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[3], &buf, PyBUF_WRITABLE) < 0) {
+    if (get_out(a[3], &buf) < 0) {
         release3(&nonce, &data, &aad);
         return NULL;
     }
@@ -193,16 +243,13 @@ static PyObject *AesGcm_encrypt_into(AesGcmObject *self, PyObject *const *args,
 }
 
 static PyObject *AesGcm_decrypt_into(AesGcmObject *self, PyObject *const *args,
-                                     Py_ssize_t nargs)
+                                     Py_ssize_t nargs, PyObject *kwnames)
 {
     Py_buffer nonce, data, aad, buf;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "expected 4 arguments");
+    PyObject *a[4];
+    if (resolve(args, nargs, kwnames, 4, a) < 0 || get_args(a, 3, 3, &nonce, &data, &aad) < 0)
         return NULL;
-    }
-    if (get_args(args, 3, 3, &nonce, &data, &aad) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[3], &buf, PyBUF_WRITABLE) < 0) {
+    if (get_out(a[3], &buf) < 0) {
         release3(&nonce, &data, &aad);
         return NULL;
     }
@@ -239,13 +286,13 @@ static PyObject *AesGcm_reduce(AesGcmObject *self, PyObject *unused)
 }
 
 static PyMethodDef AesGcm_methods[] = {
-    {"encrypt", (PyCFunction)(void (*)(void))AesGcm_encrypt, METH_FASTCALL,
+    {"encrypt", (PyCFunction)(void (*)(void))AesGcm_encrypt, METH_FASTCALL | METH_KEYWORDS,
      "encrypt(nonce, data, associated_data) -> ciphertext ‖ tag"},
-    {"decrypt", (PyCFunction)(void (*)(void))AesGcm_decrypt, METH_FASTCALL,
+    {"decrypt", (PyCFunction)(void (*)(void))AesGcm_decrypt, METH_FASTCALL | METH_KEYWORDS,
      "decrypt(nonce, data, associated_data) -> plaintext (InvalidTag)"},
-    {"encrypt_into", (PyCFunction)(void (*)(void))AesGcm_encrypt_into, METH_FASTCALL,
+    {"encrypt_into", (PyCFunction)(void (*)(void))AesGcm_encrypt_into, METH_FASTCALL | METH_KEYWORDS,
      "encrypt_into(nonce, data, associated_data, buf) -> len(buf)"},
-    {"decrypt_into", (PyCFunction)(void (*)(void))AesGcm_decrypt_into, METH_FASTCALL,
+    {"decrypt_into", (PyCFunction)(void (*)(void))AesGcm_decrypt_into, METH_FASTCALL | METH_KEYWORDS,
      "decrypt_into(nonce, data, associated_data, buf) -> len(buf)"},
     {"__reduce__", (PyCFunction)AesGcm_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
