@@ -58,7 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t *h = xmalloc(hn);
         FUZZ_CHECK(fc_h26x_normalize(x, (size_t)cb, h) == hn, "header normalize length");
         /* on the header alone the slice NAL header byte is the 2nd-to-last byte */
-        FUZZ_CHECK(hn >= 2 && ref_is_slice(FC_H264, h[hn - 2]) + ref_is_slice(FC_H265, h[hn - 2]) > 0,
+        int sl = hn >= 2 && (ref_is_slice(FC_H264, h[hn - 2]) || ref_is_slice(FC_H265, h[hn - 2]));
+        FUZZ_CHECK(sl,
                    "normalised header does not end at a slice NAL; x=%s", hexs(x, n));
         free(h);
     }
@@ -80,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(bl == n && memcmp(back, x, n) == 0, "unescape(escape(x)) != x; x=%s",
                hexs(x, n));
     /* escaped data holds no start code (what keeps the body out of the NAL scan) */
-    FUZZ_CHECK(ref_find(es, el, REF_SC3, 3, 0, (long)el) < 0,
+    FUZZ_CHECK(!ref_has_sc3(es, el),
                "escape(x) contains 00 00 01; x=%s", hexs(x, n));
 
     /* needs_unescape / unescape on the raw input */
