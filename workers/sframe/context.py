@@ -15,13 +15,23 @@
 Frames are ``header || AEAD.Encrypt(key, nonce, header || metadata, plaintext)``
 with ``nonce = sframe_salt XOR CTR`` (RFC 9605 §4.4.3). No object here shows key
 bytes in its repr, and no error message carries them.
+
+Where the compiled extension runs (:mod:`framecrypt.workers.native`), an
+:class:`SFrameKey` made outside ``native.using("python")`` also holds the C state of
+its key (``framecrypt._native.SfKey``, every registered suite): its success paths
+(seal, open, unprotect) run in one C call, and any other case (an error, a counter
+or buffer the C side does not take) runs the code below, the reference, which
+raises the typed error. The engine's native batch loop
+(:mod:`framecrypt.workers.native_sframe`) opens with the table of
+:meth:`ReceiverContext.native_table` and hands back what it accepted
+(:meth:`ReceiverContext.accept_runs`).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 
@@ -32,15 +42,34 @@ from framecrypt.errors import (
     MalformedFrame,
     UnknownKey,
 )
+from framecrypt.workers import native
 from framecrypt.workers.native import Gcm
 
 from .aead import Aead, GcmAead, make_aead
 from .header import BytesLike, decode_header, encode_with_prefix, kid_prefix
 from .keyschedule import derive_key_salt
 from .replay import DEFAULT_WINDOW, ReplayWindow
-from .suites import CipherSuite, get_suite
+from .suites import SUITES, CipherSuite, get_suite
 
 Writable = bytearray | memoryview
+
+
+def _native_key(suite: CipherSuite, kid: int, key: bytes, salt: bytes, aead: Aead) -> Any:
+    """The C state of a key (``framecrypt._native.SfKey``), or None where the pure core
+    runs: no extension, inside ``native.using("python")``, a suite that is not one of
+    the registry's (``dataclasses.replace`` of one, in tests), an extension without
+    the SFrame slice. GCM keys share the key schedule of their AEAD's AES-GCM object
+    (so ``native.using("evp")``/``("ipsec-mb")`` picks their backend too)."""
+    mod = native.NATIVE
+    if mod is None or not native.active() or SUITES.get(suite.id) != suite:
+        return None
+    make = getattr(mod, "sf_key", None)
+    if make is None:
+        return None
+    if isinstance(aead, GcmAead):
+        gcm = aead.aesgcm
+        return make(suite.id, kid, salt, gcm) if native.is_native_key(gcm) else None
+    return make(suite.id, kid, salt, key)
 
 
 class SFrameKey:
@@ -56,6 +85,7 @@ class SFrameKey:
         "_ctr_limit",
         "_gcm",
         "_hbase",
+        "_native",
         "_nn",
         "_nt",
         "_prefix",
@@ -88,6 +118,7 @@ class SFrameKey:
         self._nn = suite.nn
         self._nt = suite.nt
         self._ctr_limit = suite.ctr_limit
+        self._native: Any = _native_key(suite, kid, key, salt, aead)
 
     @classmethod
     def derive(cls, suite: int | CipherSuite, base_key: BytesLike, kid: int) -> SFrameKey:
@@ -100,6 +131,11 @@ class SFrameKey:
     def tag_length(self) -> int:
         """Nt of the suite: bytes the AEAD adds."""
         return self._nt
+
+    @property
+    def native_key(self) -> Any:
+        """The C state of this key (``framecrypt._native.SfKey``), None on the pure core."""
+        return self._native
 
     @property
     def ctr_limit(self) -> int:
@@ -142,6 +178,11 @@ class SFrameKey:
 
         Raises :class:`CounterExhausted` if ``ctr`` exceeds :attr:`ctr_limit`.
         """
+        nk = self._native
+        if nk is not None:
+            frame: bytes | None = nk.protect(ctr, plaintext, metadata)
+            if frame is not None:
+                return frame
         hdr = self.header(ctr)
         nonce = (self._salt_int ^ ctr).to_bytes(self._nn, "big")
         aad = hdr + metadata if metadata else hdr
@@ -157,6 +198,11 @@ class SFrameKey:
 
         ``out`` must hold at least :meth:`ciphertext_length` bytes.
         """
+        nk = self._native
+        if nk is not None:
+            n: int | None = nk.protect_into(ctr, plaintext, out, metadata)
+            if n is not None:
+                return n
         hdr = self.header(ctr)
         hlen = len(hdr)
         total = hlen + len(plaintext) + self._nt
@@ -181,6 +227,11 @@ class SFrameKey:
         Raises :class:`MalformedFrame` if the body is shorter than the tag and
         :class:`AuthenticationFailed` if it does not authenticate.
         """
+        nk = self._native
+        if nk is not None:
+            pt: bytes | None = nk.open(frame, header_length, ctr, metadata)
+            if pt is not None:
+                return pt
         if len(frame) - header_length < self._nt:
             raise MalformedFrame("frame shorter than the authentication tag")
         hdr = frame[:header_length]
@@ -205,6 +256,11 @@ class SFrameKey:
     ) -> int:
         """Like :meth:`open_parsed`, writing the plaintext at the start of ``out``; return
         its length."""
+        nk = self._native
+        if nk is not None:
+            got: int | None = nk.open_into(frame, header_length, ctr, out, metadata)
+            if got is not None:
+                return got
         n = len(frame) - header_length - self._nt
         if n < 0:
             raise MalformedFrame("frame shorter than the authentication tag")
@@ -228,6 +284,11 @@ class SFrameKey:
 
         Raises :class:`UnknownKey` if the header names another KID.
         """
+        nk = self._native
+        if nk is not None:
+            got: tuple[int, bytes] | None = nk.unprotect(frame, metadata)
+            if got is not None:
+                return got
         kid, ctr, hlen = decode_header(frame)
         if kid != self.kid:
             raise UnknownKey(kid)
@@ -494,6 +555,37 @@ class ReceiverContext:
         if commit is not None:
             commit()
         return kid, ctr, n
+
+    def native_table(self) -> dict[int, tuple[Any, int | None]]:
+        """The keys of the native open loop (:mod:`framecrypt.workers.native_sframe`):
+        ``{kid: (SfKey, floor)}`` for each KID held directly whose key has a C state;
+        ``floor`` is None without a replay window, else the window's
+        :attr:`~.replay.ReplayWindow.floor` (-1 before any accept, also for a window not
+        made yet). The loop opens only counters above the floor (and above those it
+        opened before), which :meth:`~.replay.ReplayWindow.inspect` never refuses, and
+        leaves every other frame to :meth:`unprotect`. KIDs that only a
+        :class:`KeySource` knows are not in it."""
+        table: dict[int, tuple[Any, int | None]] = {}
+        default = self._window
+        for kid, slot in self._slots.items():
+            nk = slot.key._native
+            if nk is None:
+                continue
+            window = slot.window
+            if window is not None:
+                table[kid] = (nk, window.floor)
+            else:
+                table[kid] = (nk, -1 if default else None)
+        return table
+
+    def accept_runs(self, runs: Sequence[tuple[int, int, int]]) -> None:
+        """Record what the native open loop opened with :meth:`native_table`'s keys:
+        ``(kid, first, last)``, the counters ``first..last`` (in order per KID), as
+        :meth:`unprotect` would have accepted them frame by frame."""
+        for kid, first, last in runs:
+            window = self._window_of(self._slots[kid])
+            if window is not None:
+                window.accept_run(first, last)
 
     def __repr__(self) -> str:
         return (

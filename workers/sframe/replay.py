@@ -60,6 +60,33 @@ class ReplayWindow:
         elif -diff < self.size:
             self._bitmap |= 1 << -diff
 
+    def accept_run(self, first: int, last: int) -> None:
+        """``accept(c)`` for every ``c`` from ``first`` to ``last``, in order, in one step
+        (the native open loop reports the counters it opened as such runs). Same
+        preconditions as :meth:`accept`; nothing if ``first > last``."""
+        if first > last:
+            return
+        highest = self._highest
+        if first <= highest:  # (not from the native loop) the part at or below highest
+            for c in range(max(first, highest - self.size + 1), min(last, highest) + 1):
+                self.accept(c)
+            if last <= highest:
+                return
+            first = highest + 1
+        # ctr - highest > 0 for each: accept shifts by the gap and sets bit 0; in one go
+        # the bitmap shifts by last - highest and the run's bits are set (past ``size``
+        # bits everything is masked off, hence the min)
+        size = self.size
+        ones = (1 << min(last - first + 1, size)) - 1
+        self._bitmap = ((self._bitmap << min(last - highest, size)) | ones) & self._mask
+        self._highest = last
+
+    @property
+    def floor(self) -> int:
+        """The highest accepted counter, -1 before the first accept: every counter above it
+        passes :meth:`inspect` (what the native open loop may open without asking)."""
+        return self._highest
+
     def raise_floor(self, ctr: int) -> None:
         """Treat every counter up to ``ctr`` as already seen (a handover when the window
         itself is not available: conservative, late frames at or below ``ctr`` are
@@ -67,7 +94,10 @@ class ReplayWindow:
         if ctr > self._highest:
             self._highest = ctr
             self._bitmap = self._mask
-        else:  # mark [highest - size + 1, ctr] as seen: bits from highest - ctr upward
+        elif self._highest - ctr < self.size:
+            # mark [highest - size + 1, ctr] as seen: bits from highest - ctr upward (a
+            # ctr below the window marks nothing; and 1 << (highest - ctr) would be a
+            # number of up to 2**64 bits)
             self._bitmap |= self._mask & ~((1 << (self._highest - ctr)) - 1)
 
     def __contains__(self, ctr: object) -> bool:
