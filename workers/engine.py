@@ -287,6 +287,8 @@ class Engine:
                   ts: int, counter: int, out: memoryview) -> int:
         key, aead, trailer = self._sender(pidx, ssrc, ts, counter)
         if key is not None:
+            if key.ciphertext_length(counter, len(data)) > len(out):
+                raise ValueError("output region too small")  # (the caller spills it)
             return key.protect_into(counter, data, out)
         return lkframe.seal_into(aead, data, codec, keyframe, trailer, out, self.jitsi)
 

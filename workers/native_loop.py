@@ -80,10 +80,13 @@ def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
         res: bytearray) -> int:
     """:meth:`Engine.run_packed` for LiveKit/Jitsi; returns the bytes of ``out`` used."""
     assert NATIVE is not None
-    count = len(lengths)
+    enc = op == wire.OP_ENCRYPT
+    # as the reference's zip(): the shortest column ends the run (timestamps do not
+    # count when the epoch replaces them)
+    count = min(len(lengths), len(codecs), len(flags), len(ssrcs),
+                *(() if enc and epoch >= 0 else (len(timestamps),)))
     lengths, ssrcs, timestamps = _u32(lengths), _u32(ssrcs), _u32(timestamps)
     codecs, flags = _u8(codecs), _u8(flags)
-    enc = op == wire.OP_ENCRYPT
     table, scheme, pack = engine._rules, engine._scheme, wire.RES.pack_into
     k = i = o = 0
     while k < count:
