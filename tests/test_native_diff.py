@@ -518,7 +518,7 @@ def test_seal_matches_pure(fmt: str, codec: str) -> None:
     # not vacuous: most frames sealed, by C; some spilled; counters ran out where they do
     ok = stats[wire.ST_OK] + stats[wire.ST_INLINE]
     assert ok >= 0.9 * stats["frames"], stats
-    assert stats["native"] >= 0.85 * stats["frames"], stats
+    assert stats["native"] >= 0.85 * (stats["frames"] - stats["spilled"]), stats
     assert stats["spilled"] > 0 and stats[wire.ST_INLINE] > 0, stats
     assert stats[wire.ST_COUNTER] > 0, stats
 
