@@ -108,22 +108,28 @@ def encode(sl: SlotBook, sel: Selection, batch_id: int, epoch: int,
     wire segment, so a worker's per-segment work is paid once for them."""
     heads: list[list[int]] = []  # op, participant, counter0, n, nbytes (in, out later)
     wire_of: list[int] = []
+    # per head: where its payloads already are in this slot's request ring (a RingBatch
+    # reserved there: zero-copy ingress), or -1 (copied into this message's span)
+    homes: list[int] = []
     for run, a, b in sel.segments:
         n, nbytes = b - a, run.nbytes_of(a, b)
         c0 = run.counter0 + a if run.op == ENCRYPT else 0
+        home = _home(sl, run, a, view)
         h = heads[-1] if heads else None
-        if h is not None and h[0] == run.op and h[1] == run.pidx and \
-                (run.op != ENCRYPT or h[2] + h[3] == c0):
+        if h is not None and home < 0 and homes[-1] < 0 and h[0] == run.op and \
+                h[1] == run.pidx and (run.op != ENCRYPT or h[2] + h[3] == c0):
             h[3] += n
             h[4] += nbytes
         else:
             heads.append([run.op, run.pidx, c0, n, nbytes])
+            homes.append(home)
         wire_of.append(len(heads) - 1)
     out_total = sum(reply_size(h[0], h[3], h[4]) for h in heads)
+    copied = sum(h[4] for h, home in zip(heads, homes, strict=True) if home < 0)
     req_span = rep_span = None
     roff = ooff = 0
     if sl.req_ring is not None and sl.rep_ring is not None and view is not None:
-        rn, on = max(sel.nbytes, 1), max(out_total, 1)
+        rn, on = max(copied, 1), max(out_total, 1)
         got = sl.req_ring.alloc(rn)
         if got is None:
             return None
@@ -135,27 +141,31 @@ def encode(sl: SlotBook, sel: Selection, batch_id: int, epoch: int,
         req_span, rep_span = (roff, rn), (ooff, on)
     out_starts: list[int] = []
     pos, opos = roff, ooff
-    for h in heads:  # in_base, out_base: payloads and outputs back to back
+    for h, home in zip(heads, homes, strict=True):  # in_base, out_base: back to back
         out_starts.append(opos - ooff)
         nbytes = h[4]
-        h[4] = pos
+        if home >= 0:
+            h[4] = home
+        else:
+            h[4] = pos
+            pos += nbytes
         h.append(opos)
-        pos += nbytes
         opos += reply_size(h[0], h[3], nbytes)
     cols: list[list[bytes | bytearray]] = [[], [], [], [], []]
     blobs: list[memoryview] = []
     pos = roff
-    for run, a, b in sel.segments:
+    for (run, a, b), s in zip(sel.segments, wire_of, strict=True):
         bat = run.batch
         lo, hi = run.lo + a, run.lo + b
         d0, d1 = run.offsets[lo], run.offsets[hi]
-        data = memoryview(bat.data)[d0:d1]
-        if req_span is not None:
-            assert view is not None
-            view[pos : pos + d1 - d0] = data
-        else:
-            blobs.append(data)
-        pos += d1 - d0
+        if homes[s] < 0:
+            data = memoryview(bat.data)[d0:d1]
+            if req_span is not None:
+                assert view is not None
+                view[pos : pos + d1 - d0] = data
+            else:
+                blobs.append(data)
+            pos += d1 - d0
         cols[0].append(_le(bat.lengths[lo:hi]))
         cols[1].append(_le(bat.ssrcs[lo:hi]))
         cols[2].append(_le(bat.timestamps[lo:hi]))
@@ -168,6 +178,17 @@ def encode(sl: SlotBook, sel: Selection, batch_id: int, epoch: int,
     if req_span is None:
         parts.append(b"".join(blobs))
     return msg, parts
+
+
+def _home(sl: SlotBook, run: Run, a: int, view: memoryview | None) -> int:
+    """Where frames ``a…`` of ``run`` already lie in ``sl``'s request ring: a
+    :class:`~framecrypt.batch.RingBatch` reserved there (its ``home`` is that ring
+    allocator and the reservation's offset); -1 otherwise (moved participant,
+    respawned worker, private buffer: the payloads are copied)."""
+    home = getattr(run.batch, "home", None)
+    if home is None or view is None or home[0] is not sl.req_ring:
+        return -1
+    return int(home[1] + run.offsets[run.lo + a])
 
 
 def deliver(ledger: Ledger, keys: KeyDirectory, msg: InFlight, res: bytes,

@@ -116,7 +116,7 @@ class Ledger:
             "batches_sent": 0, "overloaded": 0, "expired": 0, "worker_lost": 0,
             "redispatched": 0, "worker_deaths": 0, "worker_spawns": 0, "participants_moved": 0,
             "protocol_errors": 0, "events_dropped": 0, "control_errors": 0, "ring_full": 0,
-            "loop_stalls": 0, "leases_stale": 0,
+            "loop_stalls": 0, "leases_stale": 0, "reserve_private": 0,
         }
 
     # --- slots, participants, owners ---------------------------------------------------

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from framecrypt.batch import BatchResult, FrameBatch
+from framecrypt.batch import BatchResult, FrameBatch, RingBatch
 from framecrypt.batch import drop_pieces as _drop_pieces
 from framecrypt.broker.events import EventHub, PoolEvent
 from framecrypt.broker.inline import InlineSealer
@@ -56,9 +56,12 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _finish(fut: asyncio.Future[None], g: Group) -> None:
-    """A batch's group is complete: wake its caller; if the caller went away (its await
+def _finish(fut: asyncio.Future[None], g: Group, batch: FrameBatch) -> None:
+    """A batch's group is complete: a reserved input buffer goes back to its ring (no
+    worker reads it any more); wake the caller; if the caller went away (its await
     was cancelled), zero-copy outputs have no owner: give their ring space back."""
+    if isinstance(batch, RingBatch):
+        batch.release()
     if fut.cancelled():
         _drop_pieces(g.pieces)
         g.pieces = []
@@ -312,6 +315,25 @@ class Pool:
             raise next(r for r in out if isinstance(r, BaseException))
         return out
 
+    def reserve(self, participant: str, nbytes: int) -> RingBatch:
+        """A :class:`~framecrypt.batch.RingBatch` of ``nbytes`` to write frames into in
+        place: zero-copy ingress. With the shm transport its buffer is a reservation
+        in the request ring of the worker that owns ``participant``, which then reads
+        the frames where they were written (no copy into the ring); elsewhere (no
+        ring, no room now, more than a quarter of the ring) private memory, counted
+        as ``reserve_private``. One ``encrypt_batch``/``decrypt_batch`` consumes it.
+        Fill and submit it promptly: the ring is FIFO, so a held reservation keeps
+        the space after it from being reused."""
+        self._check_open()
+        name = _participant(participant)
+        if type(nbytes) is not int or not 0 < nbytes <= 1 << 31:
+            raise InvalidArgument("nbytes must be an int in 1..2**31")
+        got = self.service.reserve(name, nbytes)
+        if got is None:
+            self._ledger.counters["reserve_private"] += 1
+            return RingBatch(memoryview(bytearray(nbytes)))
+        return RingBatch(*got)
+
     async def encrypt_batch(self, participant: str, batch: FrameBatch, *,
                             wait: bool = True, zero_copy: bool = False) -> BatchResult:
         """Seal a :class:`~framecrypt.batch.FrameBatch` with one await and no Python
@@ -376,7 +398,7 @@ class Pool:
         if n == 0:
             return BatchResult(0, [], [], 0)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        group = Group(n, lambda g: _finish(fut, g), zero_copy=bool(zero_copy))
+        group = Group(n, lambda g: _finish(fut, g, batch), zero_copy=bool(zero_copy))
         offsets = batch.offsets()
         led = self._ledger
         chunk = max(1, min(n, self.settings.limits.max_frames_in_flight // 2))

@@ -19,18 +19,17 @@ from typing import Any
 import zmq
 
 from framecrypt.batch import FrameBatch
-from framecrypt.broker import batcher
+from framecrypt.broker import batcher, leases
 from framecrypt.broker.events import EventHub, PoolEvent
 from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
 from framecrypt.broker.ledger import DEAD, READY, STARTING, STOPPED, Dead, Ledger, SlotBook
 from framecrypt.broker.placement import Placement, PlacementModel
-from framecrypt.broker.runs import DECRYPT, ENCRYPT, Control, Group, InFlight, Lease, Run
+from framecrypt.broker.runs import DECRYPT, ENCRYPT, Control, Group, Run
 from framecrypt.broker.supervisor import Supervisor, Worker
 from framecrypt.conf import Settings
 from framecrypt.errors import FramecryptError, PoolClosed, ProtocolError, UnknownKey
 from framecrypt.transports import hygiene, wire
-from framecrypt.transports.errors import ReleaseOrderError
 from framecrypt.transports.to_broker import (
     Ack,
     ControlFailed,
@@ -430,7 +429,7 @@ class BrokerService:
         batch, dropped = led.answer_batch(sl, msg.batch_id, msg.count, len(msg.used), now)
         for d in dropped:
             led.free_rings(sl, d)
-        lease = self._lease(sl, batch)
+        lease = leases.lease_for(sl, batch, self.ledger.counters, self.schedule_flush)
         try:
             batcher.deliver(led, self.keys, batch, bytes(msg.results), list(msg.used),
                             [list(f) for f in msg.floors], self._rep_view(sl),
@@ -446,24 +445,13 @@ class BrokerService:
         if sl.queue:
             self.schedule_flush()
 
-    def _lease(self, sl: SlotBook, msg: InFlight) -> Lease | None:
-        """A lease on ``msg``'s reply region when zero-copy groups will hold views into
-        it: freed (out of order) in the slot's ring when the last one lets go, if the
-        ring is still the one the region is in (a respawn brings new rings)."""
-        span, ring = msg.rep_span, sl.rep_ring
-        if span is None or ring is None or not any(
-                run.group.zero_copy for run, _, _ in msg.segments):
-            return None
-
-        def free() -> None:
-            if sl.rep_ring is ring:
-                try:
-                    ring.release_any(*span)
-                except ReleaseOrderError:  # the ring was reset meanwhile
-                    self.ledger.counters["leases_stale"] += 1
-                self.schedule_flush()  # queued runs may have waited for ring room
-
-        return Lease(free)
+    def reserve(self, name: str, nbytes: int
+                ) -> tuple[memoryview, Callable[[], None], tuple[Any, int]] | None:
+        """See :func:`framecrypt.broker.leases.reserve`."""
+        led = self.ledger
+        sl = led.owner(led.participant(name))
+        return leases.reserve(sl, self._req_view(sl), nbytes, led.counters,
+                              self.schedule_flush)
 
     def _on_ack(self, sl: SlotBook, msg: Ack, now: float) -> None:
         ctl, dropped = self.ledger.answer_control(sl, msg.seq, now)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import weakref
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any, Protocol
 
@@ -42,7 +42,7 @@ from framecrypt.frame import Frame
 from framecrypt.transports import wire
 from framecrypt.workers.native import NATIVE
 
-__all__ = ["BatchResult", "FrameBatch", "InlineBatcher"]
+__all__ = ["BatchResult", "FrameBatch", "InlineBatcher", "RingBatch"]
 
 _KEYFRAME = wire.FLAG_KEYFRAME  # bit 0: FrameBatch.of maps keyframe flags with bool()
 
@@ -94,12 +94,20 @@ class FrameBatch:
            timestamps: int | Sequence[int] = 0) -> FrameBatch:
         """A batch from payloads and per-frame (or shared) fields, built without a
         Python-level loop where a field is shared."""
-        n = len(payloads)
         b = cls()
         try:
             b.data = bytearray().join(payloads)
         except TypeError:
             raise InvalidArgument("payloads must be bytes-like") from None
+        b._columns(payloads, codec, keyframes, ssrc, timestamps)
+        return b
+
+    def _columns(self, payloads: Sequence[bytes], codec: str | Sequence[str],
+                 keyframes: bool | Sequence[bool], ssrc: int | Sequence[int],
+                 timestamps: int | Sequence[int]) -> None:
+        """Set the per-frame columns of ``payloads`` (checked; no Python loop where a
+        field is shared)."""
+        b, n = self, len(payloads)
         b.lengths = array("I", map(len, payloads))
         if isinstance(codec, str):
             b.codecs = bytearray([_codec_id(codec)]) * n
@@ -116,7 +124,6 @@ class FrameBatch:
         b.timestamps = _column(timestamps, n)
         if not (len(b.codecs) == len(b.flags) == n):
             raise ValueError("every per-frame field needs one value per payload")
-        return b
 
     @classmethod
     def from_frames(cls, frames: Iterable[Frame]) -> FrameBatch:
@@ -191,6 +198,118 @@ class FrameBatch:
 
     def __repr__(self) -> str:
         return f"FrameBatch({len(self)} frames, {self.nbytes} B)"
+
+
+class RingBatch(FrameBatch):
+    """A :class:`FrameBatch` over a fixed buffer that frames are written into in place:
+    what :meth:`framecrypt.Pool.reserve` hands out, its buffer a reservation in the
+    shared request ring of the worker that owns the participant (zero-copy ingress:
+    the worker reads the frames where they were written). Write the next frame into
+    :attr:`tail` (``sock.recv_into(batch.tail)``) and :meth:`commit` its size, or
+    :meth:`put` bytes (one copy). The reservation is given back when the batch has
+    been through one ``encrypt_batch``/``decrypt_batch`` (or on :meth:`release`, or
+    when the batch is collected); using it after that raises
+    :class:`~framecrypt.errors.ResultReleased`."""
+
+    __slots__ = ("__weakref__", "_buf", "_finalizer", "_used", "home")
+
+    def __init__(self, buf: memoryview, release: Callable[[], None] | None = None,
+                 home: object = None) -> None:
+        self._buf = buf
+        self._used = 0
+        self.home = home  # where the buffer lies (the pool's business)
+        self.lengths = array("I")
+        self.codecs = bytearray()
+        self.flags = bytearray()
+        self.ssrcs = array("I")
+        self.timestamps = array("I")
+        self._finalizer = weakref.finalize(self, release) if release is not None else None
+
+    @property
+    def data(self) -> memoryview:  # type: ignore[override]  # (the frames written so far)
+        if self._buf is None:
+            raise ResultReleased("this batch's reservation was given back")
+        return self._buf[: self._used]
+
+    @property
+    def capacity(self) -> int:
+        return len(self._buf) if self._buf is not None else 0
+
+    @property
+    def tail(self) -> memoryview:
+        """The free part of the buffer: write the next frame here, then :meth:`commit`."""
+        if self._buf is None:
+            raise ResultReleased("this batch's reservation was given back")
+        return self._buf[self._used :]
+
+    def commit(self, n: int, codec: str = "vp8", *, keyframe: bool = False, ssrc: int = 0,
+               timestamp: int = 0) -> None:
+        """The next ``n`` bytes of :attr:`tail` are a frame."""
+        if type(n) is not int or not 0 <= n <= len(self.tail):
+            raise InvalidArgument("commit: n must be an int within the free space")
+        if type(ssrc) is not int or type(timestamp) is not int:
+            raise InvalidArgument("ssrc and timestamp must be ints")
+        self.codecs.append(_codec_id(codec))
+        self._used += n
+        self.lengths.append(n)
+        self.flags.append(_KEYFRAME if keyframe else 0)
+        self.ssrcs.append(ssrc & 0xFFFFFFFF)
+        self.timestamps.append(timestamp & 0xFFFFFFFF)
+
+    def put(self, data: bytes | bytearray | memoryview, codec: str = "vp8", *,
+            keyframe: bool = False, ssrc: int = 0, timestamp: int = 0) -> None:
+        """Copy ``data`` in as the next frame (``ValueError`` when it does not fit)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidArgument("frame data must be bytes-like")
+        n = len(data)
+        tail = self.tail
+        if n > len(tail):
+            raise ValueError(f"frame of {n} B does not fit the {len(tail)} B left")
+        tail[:n] = data
+        self.commit(n, codec, keyframe=keyframe, ssrc=ssrc, timestamp=timestamp)
+
+    def append(self, data: bytes, codec: str = "vp8", *, keyframe: bool = False,
+               ssrc: int = 0, timestamp: int = 0) -> None:
+        self.put(data, codec, keyframe=keyframe, ssrc=ssrc, timestamp=timestamp)
+
+    def put_many(self, payloads: Sequence[bytes], codec: str | Sequence[str] = "vp8", *,
+                 keyframes: bool | Sequence[bool] = False, ssrc: int | Sequence[int] = 0,
+                 timestamps: int | Sequence[int] = 0) -> None:
+        """Copy many frames in (fields as :meth:`FrameBatch.of`), one ``memcpy`` each in
+        C; all or nothing (``ValueError`` when they do not fit)."""
+        cols = FrameBatch()
+        try:
+            cols._columns(payloads, codec, keyframes, ssrc, timestamps)
+        except TypeError:
+            raise InvalidArgument("payloads must be bytes-like") from None
+        tail = self.tail
+        if NATIVE is not None and isinstance(payloads, list | tuple):
+            n = NATIVE.gather(payloads, tail)
+        else:
+            n = sum(cols.lengths)
+            if n > len(tail):
+                raise ValueError(f"{n} bytes of frames do not fit the {len(tail)} left")
+            pos = 0
+            for p in payloads:
+                tail[pos : pos + len(p)] = p
+                pos += len(p)
+        self._used += n
+        self.lengths += cols.lengths
+        self.codecs += cols.codecs
+        self.flags += cols.flags
+        self.ssrcs += cols.ssrcs
+        self.timestamps += cols.timestamps
+
+    def release(self) -> None:
+        """Give the buffer back (idempotent); the batch is unusable afterwards."""
+        if self._buf is None:
+            return
+        self._buf = None  # type: ignore[assignment]
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __repr__(self) -> str:
+        return f"RingBatch({len(self)} frames, {self._used}/{self.capacity} B)"
 
 
 def status_error(status: int, arg: int) -> FramecryptError:

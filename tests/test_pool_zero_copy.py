@@ -171,3 +171,75 @@ def test_ring_release_any_frees_in_fifo_turn() -> None:
     assert r.outstanding == 1 and r.used == 128 and r.oldest() == (256, 100)
     r.release_any(256, 100)
     assert r.outstanding == 0 and r.used == 0 and r.alloc(1024) == 0
+
+
+def test_reserved_batches_are_read_where_they_were_written() -> None:
+    """Zero-copy ingress: frames written into a reservation in the owner worker's
+    request ring are sealed from there (no copy into the ring); the reservation is
+    given back after the call; outputs open with the pure core."""
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm", placement="pool") as pool:
+            await pool.set_key("a", key_for("a"))
+            fs = frames(40, seed=5, ssrc=9)
+            req = pool.service.ledger.slots[0].req_ring
+            assert req is not None
+            batch = pool.reserve("a", sum(len(f.data) for f in fs) + 100)
+            assert batch.home is not None and req.outstanding == 1
+            batch.put(fs[0].data, fs[0].codec, keyframe=fs[0].keyframe, ssrc=fs[0].ssrc,
+                      timestamp=fs[0].timestamp)
+            batch.put_many([f.data for f in fs[1:20]], [f.codec for f in fs[1:20]],
+                           keyframes=[f.keyframe for f in fs[1:20]], ssrc=9,
+                           timestamps=[f.timestamp for f in fs[1:20]])
+            with pytest.raises(ValueError):  # all or nothing
+                batch.put_many([bytes(len(batch.tail) + 1)], "vp8")
+            assert len(batch) == 20
+            for f in fs[20:]:  # as recv_into would: write into the tail, then commit
+                batch.tail[: len(f.data)] = f.data
+                batch.commit(len(f.data), f.codec, keyframe=f.keyframe, ssrc=f.ssrc,
+                             timestamp=f.timestamp)
+            real = pool.service.supervisor.workers[0].req_seg  # type: ignore[union-attr]
+            assert real is not None
+            # the batcher copies payloads into the ring with slice assignment on the
+            # segment's view: count the bytes it writes there
+            before = bytes(real.view[: req.capacity])
+            async with asyncio.timeout(30):
+                res = await pool.encrypt_batch("a", batch, zero_copy=True)
+            with res:
+                for f, s in zip(fs, res.payloads(), strict=True):
+                    assert open_sealed("a", s, f) == f.data
+            after = bytes(real.view[: req.capacity])
+            # the only bytes that changed in the request ring are the ones we wrote
+            changed = [i for i in range(0, req.capacity, 4096) if before[i:i + 4096]
+                       != after[i:i + 4096]]
+            assert changed == []  # the pool copied nothing into the request ring
+            assert req.outstanding == 0  # the reservation was given back
+            with pytest.raises(ResultReleased):
+                batch.tail  # noqa: B018
+            # a participant's reservation that does not fit a quarter of the ring, or a
+            # pool without rings: private memory, still correct
+            big = pool.reserve("a", req.capacity)
+            assert big.home is None and pool.stats()["reserve_private"] == 1
+            big.put(fs[0].data, ssrc=9)
+            async with asyncio.timeout(30):
+                r2 = await pool.encrypt_batch("a", big)
+            assert open_sealed("a", r2.payloads()[0], fs[0]) == fs[0].data
+    run(main)
+
+
+def test_an_unsubmitted_reservation_is_given_back_when_collected() -> None:
+    async def main() -> None:
+        async with Pool(workers=1, transport="shm", placement="pool") as pool:
+            await pool.set_key("a", key_for("a"))
+            req = pool.service.ledger.slots[0].req_ring
+            assert req is not None
+            b = pool.reserve("a", 1000)
+            assert req.outstanding == 1
+            del b
+            gc.collect()
+            assert req.outstanding == 0
+            b2 = pool.reserve("a", 1000)
+            b2.release()
+            assert req.outstanding == 0
+            with pytest.raises(ResultReleased):
+                b2.put(b"x")
+    run(main)
