@@ -326,6 +326,7 @@ static fc_gcm *key_of(PyObject *o)
 }
 
 #include "fc_runs.inc"
+#include "fc_util.inc"
 #include "fc_sframe.inc"
 
 /* ---------------------------------------------------------------- module */
@@ -370,6 +371,7 @@ static PyMethodDef module_methods[] = {
     {"setup", mod_setup, METH_O, "setup(backend) -> backend used (0 best, 1 evp, 2 ipsec-mb)"},
     {"info", mod_info, METH_NOARGS, "which backend runs and why"},
     RUN_METHODS
+    UTIL_METHODS
     SFRAME_METHODS
     {NULL, NULL, 0, NULL},
 };

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import hmac
 import struct
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from framecrypt.errors import AuthenticationFailed, InvalidKeyMaterial, InvalidParameter
+from framecrypt.workers import native
 from framecrypt.workers.native import Gcm, aesgcm
 
-from .suites import AeadKind, CipherSuite
+from .suites import SUITES, AeadKind, CipherSuite
 
 BytesLike = bytes | bytearray | memoryview
 Writable = bytearray | memoryview
@@ -199,3 +200,21 @@ def make_aead(suite: CipherSuite, key: bytes) -> Aead:
 
 
 __all__ = ["Aead", "CtrHmacAead", "GcmAead", "make_aead"]
+
+
+def native_key_state(suite: CipherSuite, kid: int, key: bytes, salt: bytes, aead: Aead) -> Any:
+    """The C state of a key (``framecrypt._native.SfKey``), or None where the pure core
+    runs: no extension, inside ``native.using("python")``, a suite that is not one of
+    the registry's (``dataclasses.replace`` of one, in tests), an extension without
+    the SFrame slice. GCM keys share the key schedule of their AEAD's AES-GCM object
+    (so ``native.using("evp")``/``("ipsec-mb")`` picks their backend too)."""
+    mod = native.NATIVE
+    if mod is None or not native.active() or SUITES.get(suite.id) != suite:
+        return None
+    make = getattr(mod, "sf_key", None)
+    if make is None:
+        return None
+    if isinstance(aead, GcmAead):
+        gcm = aead.aesgcm
+        return make(suite.id, kid, salt, gcm) if native.is_native_key(gcm) else None
+    return make(suite.id, kid, salt, key)

@@ -42,34 +42,15 @@ from framecrypt.errors import (
     MalformedFrame,
     UnknownKey,
 )
-from framecrypt.workers import native
 from framecrypt.workers.native import Gcm
 
-from .aead import Aead, GcmAead, make_aead
+from .aead import Aead, GcmAead, make_aead, native_key_state
 from .header import BytesLike, decode_header, encode_with_prefix, kid_prefix
 from .keyschedule import derive_key_salt
 from .replay import DEFAULT_WINDOW, ReplayWindow
-from .suites import SUITES, CipherSuite, get_suite
+from .suites import CipherSuite, get_suite
 
 Writable = bytearray | memoryview
-
-
-def _native_key(suite: CipherSuite, kid: int, key: bytes, salt: bytes, aead: Aead) -> Any:
-    """The C state of a key (``framecrypt._native.SfKey``), or None where the pure core
-    runs: no extension, inside ``native.using("python")``, a suite that is not one of
-    the registry's (``dataclasses.replace`` of one, in tests), an extension without
-    the SFrame slice. GCM keys share the key schedule of their AEAD's AES-GCM object
-    (so ``native.using("evp")``/``("ipsec-mb")`` picks their backend too)."""
-    mod = native.NATIVE
-    if mod is None or not native.active() or SUITES.get(suite.id) != suite:
-        return None
-    make = getattr(mod, "sf_key", None)
-    if make is None:
-        return None
-    if isinstance(aead, GcmAead):
-        gcm = aead.aesgcm
-        return make(suite.id, kid, salt, gcm) if native.is_native_key(gcm) else None
-    return make(suite.id, kid, salt, key)
 
 
 class SFrameKey:
@@ -118,7 +99,7 @@ class SFrameKey:
         self._nn = suite.nn
         self._nt = suite.nt
         self._ctr_limit = suite.ctr_limit
-        self._native: Any = _native_key(suite, kid, key, salt, aead)
+        self._native: Any = native_key_state(suite, kid, key, salt, aead)
 
     @classmethod
     def derive(cls, suite: int | CipherSuite, base_key: BytesLike, kid: int) -> SFrameKey:
