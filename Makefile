@@ -46,11 +46,13 @@ lint: $(STAMP)
 
 # The suite on the native path, again on the pure-Python core (FRAMECRYPT_NATIVE=0, the
 # fallback), then the differential and malformed-input tests against an ASan/UBSan
-# build of the extension (.ci/sanitize).
+# build of the extension (.ci/sanitize), and a short libFuzzer run of its C parsers
+# (.ci/fuzz smoke: ~1 min; installs clang where missing).
 test: $(STAMP) node browser lint
 	$(BIN)/pytest
 	FRAMECRYPT_NATIVE=0 $(BIN)/pytest -q -p no:cacheprovider
 	PY=$(BIN)/python .ci/sanitize
+	.ci/fuzz smoke
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
