@@ -55,7 +55,10 @@ def test_wheel_installs_under_one_name(tmp_path: Path) -> None:
         f"print([m for m in {TOP_FOLDERS!r} if u.find_spec(m) is not None]);"
         "from framecrypt.workers.native import info; print(info()['path'])"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # (the installed wheel's own extension: not the switch or the sanitizer build of
+    # the run around this test)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "FRAMECRYPT_NATIVE", "FRAMECRYPT_NATIVE_LIB", "LD_PRELOAD")}
     res = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=120,
                          cwd=tmp_path, env=env, check=True)
     where, leaked, path = res.stdout.strip().splitlines()
