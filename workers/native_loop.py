@@ -21,7 +21,7 @@ from framecrypt.workers.native import NATIVE, is_native_key
 if TYPE_CHECKING:
     from framecrypt.workers.engine import Engine, Overflow
 
-__all__ = ["key_table", "rules", "run"]
+__all__ = ["column_count", "key_table", "rules", "run", "u8_column", "u32_column"]
 
 
 def rules(jitsi: bool) -> bytes:
@@ -63,14 +63,21 @@ def key_table(engine: Engine, pidx: int) -> tuple[Any, ...] | None:
 _BUFFERS = (array, memoryview, bytes, bytearray)
 
 
-def _u32(col: Sequence[int]) -> Sequence[int]:
+def u32_column(col: Sequence[int]) -> Sequence[int]:
     """A column as a buffer of 4-byte items (the columns are buffers already, except
     in tests and other direct callers that pass lists)."""
     return col if isinstance(col, _BUFFERS) else array("I", col)
 
 
-def _u8(col: Sequence[int]) -> Sequence[int]:
+def u8_column(col: Sequence[int]) -> Sequence[int]:
     return col if isinstance(col, _BUFFERS) else bytes(col)
+
+
+def column_count(enc: bool, epoch: int, *cols: Sequence[int]) -> int:
+    """Frames in a run of columns ``lengths, codecs, flags, ssrcs, timestamps``: as the
+    reference's ``zip()``, the shortest ends it (timestamps do not count when an epoch
+    replaces them in sealing)."""
+    return min(len(c) for c in (cols[:4] if enc and epoch >= 0 else cols))
 
 
 def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
@@ -81,12 +88,9 @@ def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
     """:meth:`Engine.run_packed` for LiveKit/Jitsi; returns the bytes of ``out`` used."""
     assert NATIVE is not None
     enc = op == wire.OP_ENCRYPT
-    # as the reference's zip(): the shortest column ends the run (timestamps do not
-    # count when the epoch replaces them)
-    count = min(len(lengths), len(codecs), len(flags), len(ssrcs),
-                *(() if enc and epoch >= 0 else (len(timestamps),)))
-    lengths, ssrcs, timestamps = _u32(lengths), _u32(ssrcs), _u32(timestamps)
-    codecs, flags = _u8(codecs), _u8(flags)
+    count = column_count(enc, epoch, lengths, codecs, flags, ssrcs, timestamps)
+    lengths, ssrcs, timestamps = u32_column(lengths), u32_column(ssrcs), u32_column(timestamps)
+    codecs, flags = u8_column(codecs), u8_column(flags)
     table, scheme, pack = engine._rules, engine._scheme, wire.RES.pack_into
     k = i = o = 0
     while k < count:

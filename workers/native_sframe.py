@@ -19,12 +19,12 @@ same order as with the reference, frame by frame.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from framecrypt.transports import wire
 from framecrypt.workers.native import NATIVE
+from framecrypt.workers.native_loop import column_count, u8_column, u32_column
 
 if TYPE_CHECKING:
     from framecrypt.workers.engine import Engine, Overflow
@@ -32,16 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 _U64 = 1 << 64
-_BUFFERS = (array, memoryview, bytes, bytearray)
-
-
-def _u32(col: Sequence[int]) -> Sequence[int]:
-    """A column as a buffer of 4-byte items (lists from tests and direct callers)."""
-    return col if isinstance(col, _BUFFERS) else array("I", col)
-
-
-def _u8(col: Sequence[int]) -> Sequence[int]:
-    return col if isinstance(col, _BUFFERS) else bytes(col)
 
 
 def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
@@ -52,11 +42,8 @@ def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
     """:meth:`Engine.run_packed` for SFrame; returns the bytes of ``out`` used."""
     assert NATIVE is not None
     enc = op == wire.OP_ENCRYPT
-    # as the reference's zip(): the shortest column ends the batch (its timestamps
-    # are not read when sealing with an epoch)
-    count = min(len(lengths), len(codecs), len(flags), len(ssrcs),
-                _U64 if enc and epoch >= 0 else len(timestamps))
-    lengths, codecs = _u32(lengths), _u8(codecs)
+    count = column_count(enc, epoch, lengths, codecs, flags, ssrcs, timestamps)
+    lengths, codecs = u32_column(lengths), u8_column(codecs)
     ncodecs = len(wire.CODECS)
     dec = op == wire.OP_DECRYPT and not stateless  # (stateless SFrame opens: ST_RETRY)
     full, pack = engine._full, wire.RES.pack_into
