@@ -38,7 +38,8 @@ def _contenders(n: int) -> set[str]:
     workers = sorted({1, 2, n} | {k for k in (4, 8, 16, 32, 64, 128) if k < n})
     pools = {f"pool-{t}-{w}w-{p}" for w in workers for t in ("shm", "ipc")
              for p in ("pool", "auto")}
-    batches = {f"batch-shm-{w}w-{p}" for w in workers for p in ("pool", "auto")}
+    batches = {f"{api}-shm-{w}w-{p}" for w in workers for p in ("pool", "auto")
+               for api in ("batch", "zc")}
     return ({"floor", "inline", "inline-batch", "naive-mp", "livekit-node", *PYTHON, *NATIVE}
             | pools | batches)
 
@@ -120,8 +121,12 @@ def test_bench_smoke_writes_every_key(tmp_path: Path) -> None:
         assert next(t for t in targets if "limit contender" in t["name"])["measured"]
         assert next(t for t in targets if "per-call" in t["name"])["measured"]
     for t in targets:
-        if "zero-copy" in t["name"]:  # not built yet: measured on the columnar API, never PASS
-            assert t["pass"] is not True and "not built yet" in t["note"], t
+        if "zero-copy" in t["name"]:  # measured on the zero-copy contender
+            assert "zc-shm-2w-pool" in t["note"], t
+    for wl in THROUGHPUT:  # the zero-copy contenders ran, verified, and released
+        for name in ("zc-shm-1w-pool", "zc-shm-1w-auto"):
+            assert res["results"][wl][name]["status"] == "ok", (wl, name)
+            assert res["results"][wl][name]["wrong_results"] == 0, (wl, name)
     assert res["targets_v1"] and "## Native hot path" in out.with_suffix(".md").read_text()
     for t in targets + res["targets_v1"]:
         assert {"name", "goal", "measured", "pass"} <= set(t)

@@ -21,7 +21,12 @@ import argparse
 import os
 
 from framecrypt.bench.contenders.base import Contender, Record
-from framecrypt.bench.contenders.batch import BATCH_BYTES, BatchPoolContender, InlineBatch
+from framecrypt.bench.contenders.batch import (
+    BATCH_BYTES,
+    BatchPoolContender,
+    InlineBatch,
+    ZeroCopyPoolContender,
+)
 from framecrypt.bench.contenders.inline import Floor, Inline
 from framecrypt.bench.contenders.naive import Naive, naive_task
 from framecrypt.bench.contenders.native import Limit
@@ -39,6 +44,7 @@ __all__ = [
     "Naive",
     "PoolContender",
     "Record",
+    "ZeroCopyPoolContender",
     "make_contenders",
     "naive_task",
     "worker_counts",
@@ -75,5 +81,6 @@ def make_contenders(scale: Scale, args: argparse.Namespace) -> list[Contender]:
                 cs.append(PoolContender(w, tr, pl, args.chunk))
         for pl in ("pool", "auto"):
             cs.append(BatchPoolContender(w, "shm", pl, args.chunk))
+            cs.append(ZeroCopyPoolContender(w, "shm", pl, args.chunk))
     cs.append(Naive(n, scale.naive_cap))
     return cs

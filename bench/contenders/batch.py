@@ -96,6 +96,48 @@ class BatchPoolContender(PoolContender):
         return bad
 
 
+class ZeroCopyPoolContender(BatchPoolContender):
+    """The same pool through the zero-copy API: each chunk written into a reservation
+    in its owner worker's request ring (``pool.reserve`` + ``RingBatch.put_many``: one
+    memcpy a frame, in C; timed) and sealed/opened with ``zero_copy=True``, the outputs
+    read as views in the reply ring and released."""
+
+    def __init__(self, workers: int, transport: str, placement: str, chunk: int) -> None:
+        super().__init__(workers, transport, placement, chunk)
+        self.name = f"zc-{transport}-{workers}w-{placement}"
+        self.description = (f"framecrypt.Pool(workers={workers}, transport={transport!r}, "
+                            f"placement={placement!r}); pool.reserve + put_many + "
+                            f"encrypt_batch/decrypt_batch(zero_copy=True) in chunks of "
+                            f"{chunk} per stream")
+
+    async def drive(self, wl: Workload, verify: bool = False) -> int:
+        bad = 0
+        for si, (seg, prepared) in enumerate(zip(wl.segments, self.batches[wl.name],
+                                                 strict=True)):
+            pool = self.pools[seg.fmt]
+            names = self._names_for(wl, seg.fmt)
+            ops_of = self.prepared[wl.name][si]
+
+            async def one(k: int, pidx: int, enc: bool, chunks: list[BatchArgs],
+                          pool: Pool = pool, names: list[str] = names, seg_fmt: str = seg.fmt,
+                          suite: int = seg.suite,
+                          ops_of: list[Any] = ops_of) -> int:
+                f = pool.encrypt_batch if enc else pool.decrypt_batch
+                name = names[pidx]
+                wrong = 0
+                for j, (payloads, codecs, kfs, ssrcs, tss) in enumerate(chunks):
+                    b = pool.reserve(name, max(1, sum(map(len, payloads))))
+                    b.put_many(payloads, codecs, keyframes=kfs, ssrc=ssrcs, timestamps=tss)
+                    with await f(name, b, zero_copy=True) as out:
+                        if verify:
+                            wrong += check(seg_fmt, suite, ops_of[k][3][j], list(out))
+                return wrong
+
+            res = await asyncio.gather(*(one(k, *s) for k, s in enumerate(prepared)))
+            bad += sum(res)
+        return bad
+
+
 class InlineBatch(Contender):
     """:class:`framecrypt.batch.InlineBatcher` (the workers' loop, no pool) over
     FrameBatch chunks per stream, on the event loop. ``path`` None: the default path
