@@ -13,8 +13,14 @@ Frames are made with the pure-Python reference (framecrypt.workers.livekit.frame
                         is in the corpus from the start
   corpus/fuzz_lk_seal/  16 parameter bytes (rule, key, backend, capacity, trailer) +
                         a plaintext frame
+  corpus/fuzz_sframe/   24 parameter bytes + metadata + an SFrame frame sealed by the
+                        reference (framecrypt.workers.sframe: header.encode_header,
+                        aead.make_aead) with the fuzz key and salt of that seed byte
+                        (fuzz_sframe.c: sf_key / sf_salt), every suite 1..8, KIDs and CTRs
+                        of every header length, metadata past 256 bytes
 
-The parameter layouts are documented at the top of fuzz_lk_open.c / fuzz_lk_seal.c.
+The parameter layouts are documented at the top of fuzz_lk_open.c / fuzz_lk_seal.c /
+fuzz_sframe.c.
 """
 
 from __future__ import annotations
@@ -129,7 +135,7 @@ def write(dirpath: Path, name: str, data: bytes) -> None:
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "corpus"
-    for t in ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal"):
+    for t in ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal", "fuzz_sframe"):
         shutil.rmtree(out / t, ignore_errors=True)
     rng = random.Random(20240601)
     fs = frames(rng)
@@ -166,7 +172,8 @@ def main() -> None:
     for top in (1, 2, 3):
         params = bytes((p0(CLS_NAL264, True, 16, False, top), 0, 0x21)) + bytes(13)
         write(out / "fuzz_lk_seal", f"capmode{top}", params + fs["h264_idr_sc3"])
-    for t in ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal"):
+    sframe_seeds(out / "fuzz_sframe", fs)
+    for t in ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal", "fuzz_sframe"):
         print(f"{t}: {len(list((out / t).iterdir()))} seeds", file=sys.stderr)
 
 
@@ -175,6 +182,65 @@ def seal(codec: str, key: bool, keylen: int, data: bytes, tr: bytes) -> bytes | 
         return frame.seal_trailer(AESGCM(fuzz_key(keylen)), data, codec, key, tr)
     except Exception:  # MalformedFrame: frame shorter than its clear header
         return None
+
+
+
+# ---- fuzz_sframe ----------------------------------------------------------------------
+
+
+def sf_key(seed: int, nk: int) -> bytes:
+    """fuzz_sframe.c's sf_key()."""
+    return bytes((seed * 29 + 0x40 + i * 7 + nk) & 0xFF for i in range(nk))
+
+
+def sf_salt(seed: int) -> bytes:
+    """fuzz_sframe.c's sf_salt()."""
+    return bytes((seed * 13 + 0xA0 + i * 11) & 0xFF for i in range(12))
+
+
+def sf_field(v: int) -> bytes:
+    """fuzz_sframe.c's field(): 8 value bytes and the form byte that give back v."""
+    if v < 8:
+        form = next(f for f in range(0, 256, 9) if (f >> 4) & 7 == v)
+        return bytes(8) + bytes((form,))
+    n = (v.bit_length() + 7) >> 3
+    return v.to_bytes(n, "big") + bytes(8 - n) + bytes((n,))
+
+
+def sframe_seeds(dirpath: Path, fs: dict[str, bytes]) -> None:
+    from framecrypt.workers.sframe.aead import make_aead
+    from framecrypt.workers.sframe.header import encode_header
+    from framecrypt.workers.sframe.suites import get_suite
+
+    rng = random.Random(9605)
+    kids = (0, 7, 8, 0x1234, 0xABCDEF, 2**64 - 1)
+    ctrs = (0, 5, 8, 300, 2**40 + 3, 2**64 - 1)
+    bodies = (b"", b"x", rng.randbytes(33), fs["h264_idr_sc3"][:1500], rng.randbytes(5000))
+    k = 0
+    for suite in range(1, 9):
+        cs = get_suite(suite)
+        for j in range(6):
+            seed = (suite * 37 + j * 11) & 0xFF
+            kid, ctr = kids[(suite + j) % 6], ctrs[(suite * 3 + j) % 6]
+            md = (b"", b"meta!", rng.randbytes(300))[(suite + j) % 3]
+            pt = bodies[(suite + 2 * j) % 5]
+            hdr = encode_header(kid, ctr)
+            nonce = (int.from_bytes(sf_salt(seed), "big") ^ ctr).to_bytes(12, "big")
+            frm = hdr + make_aead(cs, sf_key(seed, cs.nk)).seal(nonce, hdr + md, pt)
+            # p0: suite, backend (IMB on odd seeds), borrowed key on every third, open
+            # capacity mode j % 4, overlap checks on every other; seal capacity mode j % 4
+            p0 = (suite - 1) | (8 if k % 2 else 0) | (16 if k % 3 == 0 else 0) | \
+                ((j % 4) << 5) | (0x80 if j % 2 else 0)
+            params = bytes((p0, seed)) + sf_field(kid) + sf_field(ctr) + \
+                len(md).to_bytes(2, "big") + bytes((j * 5, j % 4 | (j << 2)))
+            assert len(params) == 24
+            write(dirpath, f"suite{suite}-{j}", params + md + frm)
+            k += 1
+    # headers alone: every config byte's layout, non-minimal and truncated ones
+    for cfg in (0x00, 0x77, 0x80, 0x88, 0xF8, 0x8F, 0xFF):
+        write(dirpath, f"hdr{cfg:02x}", bytes((cfg,)) + bytes(range(1, 17)))
+    write(dirpath, "hdr_nonmin_kid", b"\x90\x00\x01")
+    write(dirpath, "hdr_nonmin_ctr", b"\x09\x00\x01")
 
 
 if __name__ == "__main__":
