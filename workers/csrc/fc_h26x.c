@@ -17,8 +17,14 @@ static long find_sc3(const uint8_t *p, size_t from, size_t limit)
     return -1;
 }
 
-/* nalu_indices(); returns the count (up to ``cap`` stored), or -1 on leading data. */
-static long nalu_indices(const uint8_t *p, size_t n, size_t *idx, size_t cap, size_t *stored)
+static int is_slice(int codec, uint8_t b);
+
+/* nalu_indices(); returns the count (up to ``cap`` stored), or -1 on leading data.
+ * With ``want`` (FC_H264/FC_H265), stops at the first NAL unit that is a slice of that
+ * codec and puts its index in ``*found`` (the walk first_slice repeats when there were
+ * more NAL units than ``cap``). */
+static long nalu_indices(const uint8_t *p, size_t n, size_t *idx, size_t cap, size_t *stored,
+                         int want, long *found)
 {
     long count = 0;
     size_t start = 0, pos = 0;
@@ -39,6 +45,10 @@ static long nalu_indices(const uint8_t *p, size_t n, size_t *idx, size_t cap, si
             if (end != start)
                 return -1;
         } else {
+            if (want && is_slice(want, p[start])) {
+                *found = (long)start;
+                return count;
+            }
             if (*stored < cap)
                 idx[(*stored)++] = start;
             count++;
@@ -75,32 +85,17 @@ static long first_slice(const uint8_t *p, size_t n, int codec, const size_t *idx
                 return (long)idx[k];
         return -1;
     }
-    /* rare: more NAL units than fit; walk them again in chunks */
-    size_t start = 0, pos = 0;
-    long search_length = (long)n - 3;
-    while ((long)pos < search_length) {
-        long q = find_sc3(p, pos, (size_t)search_length + 2);
-        if (q < 0)
-            pos = n;
-        else if ((size_t)q >= pos + 1 && p[q - 1] == 0)
-            pos = (size_t)q - 1;
-        else
-            pos = (size_t)q;
-        if (start != 0 && start < n && is_slice(codec, p[start]))
-            return (long)start;
-        size_t sc_len = 3;
-        if ((long)pos < (long)n - 3 && p[pos] == 0 && p[pos + 1] == 0 && p[pos + 2] == 0 &&
-            p[pos + 3] == 1)
-            sc_len = 4;
-        start = pos = pos + sc_len;
-    }
-    return -1;
+    /* rare: more NAL units than fit: walk them again */
+    long found = -1;
+    size_t none;
+    nalu_indices(p, n, NULL, 0, &none, codec, &found);
+    return found;
 }
 
 long fc_h26x_clear_bytes(const uint8_t *p, size_t n, int known)
 {
     size_t idx[FC_MAX_IDX], stored;
-    long count = nalu_indices(p, n, idx, FC_MAX_IDX, &stored);
+    long count = nalu_indices(p, n, idx, FC_MAX_IDX, &stored, 0, NULL);
     if (count < 0)
         return -1;
     int codec = 0;
