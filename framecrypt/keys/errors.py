@@ -72,9 +72,20 @@ class VerificationFailed(KeyExchangeError):
         self.peer = peer
 
 
+class MlsError(KeyExchangeError, ValueError):
+    """A DAVE/MLS handshake message was refused (malformed, wrong epoch or sender, an
+    unrecognized user, rejected by the MLS group) or an operation needs a group the
+    member is not in. The member's state is unchanged. No key bytes in the message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"mls: {reason}")
+        self.reason = reason
+
+
 __all__ = [
     "KeyExchangeError",
     "MalformedMessage",
+    "MlsError",
     "OlmError",
     "ReplayedMessage",
     "UnexpectedMessage",

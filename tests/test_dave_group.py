@@ -1,0 +1,214 @@
+"""DAVE's MLS group across three implementations: framecrypt's DaveMember (rfc9420),
+davey (OpenMLS) and dave-py (Discord's libdave + mlspp), driven by a test voice gateway
+(tests/dave_gateway.py) through opcodes 25-30.
+
+Outside truth: the other two implementations decide whether framecrypt's key packages,
+commits and Welcomes are valid, and whether the keys it derives open their frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+from dave_gateway import Call, DavePy, Davey, Framecrypt
+from dave_helpers import vec
+
+from framecrypt.keys import dave_codes, mls_wire
+from framecrypt.keys.dave_group import DaveMember
+from framecrypt.keys.errors import MlsError
+
+pytestmark = pytest.mark.timeout(120)
+
+CHANNEL = 4242
+# one frame of each codec, valid enough for every sender's codec-aware ranges
+FRAMES = {
+    "opus": bytes(range(1, 81)),
+    "vp8": bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A, 0x80, 0x02, 0xE0, 0x01]) + bytes(200),
+    "vp9": bytes([0x82, 0x49, 0x83]) + bytes(range(200)),
+    "h264": (b"\x00\x00\x00\x01\x67\x42\x00\x1f" + b"\x00\x00\x00\x01\x65\x88\x84"
+             + bytes(range(1, 200))),
+    # one frame OBU without a size field: what the packetizer keeps unchanged (the
+    # sender's AV1 rewriting itself is checked byte for byte in test_dave_media.py)
+    "av1": bytes([0x30]) + bytes(range(1, 120)),
+}
+
+
+def _all_open(members: list[object], codecs: tuple[str, ...] = tuple(FRAMES)) -> None:
+    for s in members:
+        for codec in codecs:
+            sealed = s.seal(codec, FRAMES[codec])  # type: ignore[attr-defined]
+            for r in members:
+                if r is not s:
+                    got = r.open(s.user_id, codec, sealed)  # type: ignore[attr-defined]
+                    assert got == FRAMES[codec], (s.kind, r.kind, codec)  # type: ignore[attr-defined]
+
+
+def _authenticators(members: list[object]) -> set[bytes]:
+    return {m.epoch_authenticator() for m in members}  # type: ignore[attr-defined]
+
+
+def test_framecrypt_creates_the_call_and_commits_the_adds() -> None:
+    """framecrypt is the first member: it creates the group and commits the Adds of a
+    davey and a dave-py member, who join from its Welcome; every member's frames, every
+    codec, open in both others."""
+    call = Call(CHANNEL)
+    f, a, b = Framecrypt(3, CHANNEL), Davey(1, CHANNEL), DavePy(2, CHANNEL)
+    call.join(f, a, b)
+    assert call.committers == ["framecrypt"]
+    assert f.member.epoch == 1 and f.member.members == {1, 2, 3}
+    assert len(_authenticators([f, a, b])) == 1
+    _all_open([f, a, b])
+
+
+def test_framecrypt_joins_from_davey_and_libdave_welcomes_and_follows_their_commits() -> None:
+    call = Call(CHANNEL)
+    a, b, f = Davey(11, CHANNEL), DavePy(22, CHANNEL), Framecrypt(33, CHANNEL)
+    call.join(a, f)  # davey creates, commits framecrypt's Add
+    call.join(b)  # davey (first in join order) commits again
+    d = DavePy(44, CHANNEL)
+    call.members = {22: b, 11: a, 33: f}  # dave-py answers first: libdave's commit wins
+    call.join(d)
+    assert call.committers == ["davey", "davey", "dave-py"]
+    assert f.member.epoch == 3 and len(_authenticators([a, b, f, d])) == 1
+    _all_open([a, b, f, d], ("opus", "vp8", "h264"))
+
+
+def test_removed_member_opens_nothing_after_the_commit() -> None:
+    """A Remove needs an UpdatePath: davey or libdave commits it (framecrypt's member
+    leaves path commits to others, counted), framecrypt follows the path, and the
+    removed member cannot open what is sealed in the new epoch."""
+    call = Call(CHANNEL)
+    f, a, b = Framecrypt(7, CHANNEL), Davey(8, CHANNEL), DavePy(9, CHANNEL)
+    call.join(f, a, b)
+    call.members = {8: a, 9: b, 7: f}
+    call.remove(9)
+    assert call.committers[-1] == "davey"
+    assert f.member.members == {7, 8} and f.member.commit_skipped == 1
+    assert len(_authenticators([f, a])) == 1
+    _all_open([f, a])
+    for s in (f, a):
+        assert b.open(s.user_id, "opus", s.seal("opus", FRAMES["opus"])) is None
+
+    # framecrypt removed: it is sent no Remove of itself; its old keys open nothing new
+    call2 = Call(CHANNEL + 1)
+    f2, a2, b2 = Framecrypt(70, CHANNEL + 1), Davey(80, CHANNEL + 1), DavePy(90, CHANNEL + 1)
+    call2.join(a2, b2, f2)
+    call2.remove(70)
+    _all_open([a2, b2], ("opus",))
+    for s in (a2, b2):
+        assert f2.open(s.user_id, "opus", s.seal("opus", FRAMES["opus"])) is None
+
+
+def test_framecrypt_skips_path_commits_and_counts_them() -> None:
+    call = Call(CHANNEL)
+    f, a = Framecrypt(5, CHANNEL), Davey(6, CHANNEL)
+    call.join(f, a)
+    b = DavePy(4, CHANNEL)
+    call.join(b)
+    call.members = {5: f, 6: a, 4: b}  # framecrypt is asked first
+    call.remove(4)
+    assert f.member.commit_skipped == 1 and call.committers[-1] == "davey"
+    assert len(_authenticators([f, a])) == 1
+
+
+def test_verification_codes_match_davey_and_libdave() -> None:
+    call = Call(CHANNEL)
+    f, a, b = Framecrypt(1001, CHANNEL), Davey(1002, CHANNEL), DavePy(1003, CHANNEL)
+    call.join(a, f, b)
+    assert f.member.voice_privacy_code() == a.voice_privacy_code()
+    assert len(f.member.voice_privacy_code()) == 30
+    # the pairwise fingerprint framecrypt computes for (framecrypt, davey) is davey's
+    assert f.member.pairwise_fingerprint(1002) == a.pairwise(1001)
+    # and its key fingerprint format is davey's exported helper's
+    import davey
+    key = mls_wire.public_key_bytes(f.member._signing)
+    theirs = bytes(davey.generate_key_fingerprint(0, key, 1001))
+    assert dave_codes.key_fingerprint(key, 1001) == theirs
+    # libdave's (a future, resolved on its own thread)
+    async def libdave_pairwise() -> bytes:
+        return bytes(await b.s.get_pairwise_fingerprint(0, "1001"))
+
+    assert f.member.pairwise_fingerprint(1003) == asyncio.run(libdave_pairwise())
+    assert dave_codes.displayable_code(bytes(range(40)), 30, 5) == davey.generate_displayable_code(
+        bytes(range(40)), 30, 5)
+
+
+# --- hostile gateway input: typed error, counter, state unchanged ------------------------
+
+def _formed() -> tuple[Call, Framecrypt, Davey]:
+    call = Call(CHANNEL)
+    f, a = Framecrypt(21, CHANNEL), Davey(22, CHANNEL)
+    call.join(f, a)
+    return call, f, a
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"\x00", b"\x02" + vec(b""), b"\x00" + vec(b"\x00\x01\x00\x01"),
+    b"\x00\x40", b"\x00" + vec(b"\x00\x01\x00\x02" + bytes(40)), b"\x00" + vec(b"") + b"x",
+])
+def test_malformed_proposals_are_refused_without_harm(payload: bytes) -> None:
+    _, f, a = _formed()
+    before = (f.member.epoch, f.epoch_authenticator())
+    with pytest.raises(MlsError):
+        f.member.process_proposals(payload, {21, 22})
+    assert f.member.rejected["proposals"] == 1
+    assert (f.member.epoch, f.epoch_authenticator()) == before
+    _all_open([f, a], ("opus",))
+
+
+def test_forged_and_misdirected_proposals_are_refused() -> None:
+    call, f, a = _formed()
+    other = Call(CHANNEL)  # a different gateway key
+    kp = DavePy(23, CHANNEL).key_package()
+    forged = other.signer.add_proposal(f.member.epoch or 0, kp)
+    with pytest.raises(MlsError):
+        f.member.process_proposals(b"\x00" + vec(forged), {21, 22, 23})
+    stale = call.signer.add_proposal(0, kp)  # last epoch's
+    with pytest.raises(MlsError, match="wrong epoch"):
+        f.member.process_proposals(b"\x00" + vec(stale), {21, 22, 23})
+    good = call.signer.add_proposal(f.member.epoch or 0, kp)
+    with pytest.raises(MlsError, match="unrecognized"):
+        f.member.process_proposals(b"\x00" + vec(good), {21, 22})
+    assert f.member.rejected["proposals"] == 3
+    _all_open([f, a], ("opus",))
+
+
+def test_tampered_commit_and_welcome_are_refused_without_harm() -> None:
+    call, f, a = _formed()
+    d = DavePy(24, CHANNEL)
+    d.external_sender(call.signer.external_sender_package())
+    props = b"\x00" + vec(call.signer.add_proposal(1, d.key_package()))
+    f.member.process_proposals(props, {21, 22, 24})
+    out = a.proposals(props, {21, 22, 24})
+    assert out is not None
+    commit, _ = mls_wire.split_commit_welcome(out)
+    before = f.epoch_authenticator()
+    for i in (10, len(commit) // 2, len(commit) - 5):
+        bad = bytearray(commit)
+        bad[i] ^= 0x40
+        with pytest.raises(MlsError):
+            f.member.process_commit(bytes(bad))
+    with pytest.raises(MlsError):
+        f.member.process_commit(commit[:-3])
+    assert f.member.rejected["commit"] == 4 and f.epoch_authenticator() == before
+    # a Welcome for someone else, or garbage: refused
+    g = Framecrypt(25, CHANNEL)
+    g.key_package()
+    with pytest.raises(MlsError):
+        g.member.process_welcome(b"\x00\x02" + bytes(50), {21, 22, 25})
+    assert g.member.rejected["welcome"] == 1 and not g.member.ready
+
+
+def test_member_api_refuses_out_of_state_use() -> None:
+    m = DaveMember(1, 2)
+    with pytest.raises(MlsError):
+        m.base_secret(1)
+    with pytest.raises(MlsError):
+        m.process_proposals(b"\x00" + vec(b""), {1})  # no external sender yet
+    with pytest.raises(MlsError):
+        m.set_external_sender(vec(b"\x04" + bytes(64)) + b"\x00\x01" + vec(b""))  # not on the curve
+    with pytest.raises(MlsError):
+        DaveMember(-1, 2)
+    assert "DaveMember(user=1" in repr(m) and struct.pack(">Q", 1).hex() not in repr(m)
