@@ -331,6 +331,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_arguments(b)
     b.set_defaults(func=bench.run)
+    from framecrypt.record import cli as record_cli
+
+    r = sub.add_parser("record", help="record an E2EE room: one file per participant + "
+                       "manifest.json (docs/record.md)", description=record_cli.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    record_cli.add_arguments(r)
+    r.set_defaults(func=record_cli.run)
     args = p.parse_args(argv)
     if args.command is None:
         args = p.parse_args(["demo", *(argv or [])])
