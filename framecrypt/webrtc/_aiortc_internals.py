@@ -397,6 +397,12 @@ def loopback_only(pc: RTCPeerConnection) -> None:
     """Gather only 127.0.0.1 host candidates on every transport of ``pc`` (call after
     the transceivers exist, before ``setLocalDescription``). aioice skips loopback
     addresses; this replaces candidate gathering on these connections only."""
+    host_only(pc, ("127.0.0.1",))
+
+
+def host_only(pc: RTCPeerConnection, addresses: tuple[str, ...]) -> None:
+    """Gather host candidates on ``addresses`` only (no STUN/TURN) on every transport
+    of ``pc``; see :func:`loopback_only`."""
     transports = set()
     for t in pc.getTransceivers():
         transports.add(t.sender.transport.transport)
@@ -412,17 +418,17 @@ def loopback_only(pc: RTCPeerConnection) -> None:
         if getattr(conn, "_framecrypt_loopback", False):
             continue
         conn._framecrypt_loopback = True
-        conn.gather_candidates = _loopback_gather(conn)
+        conn.gather_candidates = _host_gather(conn, list(addresses))
 
 
-def _loopback_gather(conn: Any) -> Callable[[], Awaitable[None]]:
+def _host_gather(conn: Any, addresses: list[str]) -> Callable[[], Awaitable[None]]:
     async def gather_candidates() -> None:
         if conn._local_candidates_start:
             return
         conn._local_candidates_start = True
         for component in sorted(conn._components):
             conn._local_candidates += await conn.get_component_candidates(
-                component=component, addresses=["127.0.0.1"])
+                component=component, addresses=addresses)
         conn._local_candidates_end = True
 
     return gather_candidates
