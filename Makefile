@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := tests/interop/node_modules/.installed-stamp
 
-.PHONY: demo test lint bench install node browser clean
+.PHONY: demo test lint bench install node browser janus clean
 
 # The compiled hot loop (framecrypt._native, built by setup.py from workers/csrc) needs
 # libssl-dev and, on x86-64, libipsec-mb-dev: installed with apt where missing. CI
@@ -37,6 +37,11 @@ node: $(NODE_STAMP)
 browser:
 	@.ci/install-chromium || echo "chromium not installed: the browser test will be skipped"
 
+# Janus 1.1 (Debian `janus`, `janus-tools`) for the tests with a real SFU; without root or
+# apt they are skipped locally with a reason (CI runs as root and never skips them).
+janus:
+	@.ci/install-janus || echo "janus not installed: the Janus tests will be skipped"
+
 demo: $(STAMP)
 	$(BIN)/framecrypt demo
 
@@ -48,7 +53,7 @@ lint: $(STAMP)
 # fallback), then the differential and malformed-input tests against an ASan/UBSan
 # build of the extension (.ci/sanitize), and a short libFuzzer run of its C parsers
 # (.ci/fuzz smoke: ~1 min; installs clang where missing).
-test: $(STAMP) node browser lint
+test: $(STAMP) node browser janus lint
 	$(BIN)/pytest
 	FRAMECRYPT_NATIVE=0 $(BIN)/pytest -q -p no:cacheprovider
 	PY=$(BIN)/python .ci/sanitize
