@@ -64,7 +64,12 @@ def protect(
     )
 
 
-def unprotect(data: bytes, *, key: bytes, codec: str, keyframe: bool) -> bytes:
+def unprotect(data: bytes, *, key: bytes, codec: str, keyframe: bool | None = None) -> bytes:
+    """Open one frame. No ``keyframe`` hint is needed: the frame type is read from the
+    frame's clear bytes (VP8 P bit, VP9/AV1 headers, H.26x NAL types; an H.26x frame
+    is also tried under the other rule, since a delta frame's 3 clear bytes may not
+    show its NAL type). An explicit ``keyframe`` that disagrees is a checked hint,
+    tried only if the payload's rule fails."""
     check_codec(codec)
     return open_frame(_aead(key), data, codec=codec, keyframe=keyframe, jitsi=True)
 

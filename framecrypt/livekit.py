@@ -7,7 +7,7 @@ Stateless functions (pinned API) plus the stateful :class:`ParticipantCryptor`
 >>> key = livekit.derive_key(bytes(32))            # raw key -> HKDF
 >>> sealed = livekit.protect(b"\\x10" * 40, key=key, codec="vp8", keyframe=True,
 ...                          ssrc=1, timestamp=3000, send_count=7)
->>> livekit.unprotect(sealed, key=key, codec="vp8", keyframe=True) == b"\\x10" * 40
+>>> livekit.unprotect(sealed, key=key, codec="vp8") == b"\\x10" * 40
 True
 """
 
@@ -19,7 +19,7 @@ from collections import OrderedDict
 from framecrypt.errors import DroppedFrame, InvalidKeyMaterial, UnsupportedCodec
 from framecrypt.workers import native as _native
 from framecrypt.workers.livekit import lkts, sif
-from framecrypt.workers.livekit.codecs import CODECS, check_codec
+from framecrypt.workers.livekit.codecs import CODECS, check_codec, sealed_keyframe
 from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
 from framecrypt.workers.livekit.events import (
     DecryptionFailed,
@@ -169,18 +169,25 @@ def unprotect(
     *,
     key: bytes,
     codec: str,
-    keyframe: bool,
+    keyframe: bool | None = None,
     sif_trailer: bytes | None = None,
 ) -> bytes:
     """Open one sealed frame. An LKTS trailer is stripped first (video), an empty frame
     returns ``b""``, a frame ending in ``sif_trailer`` returns its remainder if that is
-    a known blank and raises :class:`DroppedFrame` otherwise."""
+    a known blank and raises :class:`DroppedFrame` otherwise.
+
+    No ``keyframe`` hint is needed: the frame type is read from the frame's clear
+    bytes as a browser does (VP8 P bit, H.264/H.265 NAL types, VP9/AV1 headers:
+    ``framecrypt.workers.livekit.codecs.sealed_keyframe``). An explicit ``keyframe``
+    that disagrees is a checked hint: its rule is tried only if the payload's fails
+    (frames whose bytes do not carry their type, e.g. synthetic test frames)."""
     if _lk_open is not None and sif_trailer is None and _native._AesGcm is _AesGcm:
         # the success path in one C call; anything else (LKTS, errors): the reference
         rules = _RULES.get(codec)
         if rules is not None and (codec == "opus" or data[-4:] != lkts.MAGIC):
+            kf = sealed_keyframe(codec, data)
             out: bytes | None = _lk_open(_fast.get(key) or _fast_key(key), data,
-                                         rules[keyframe], 10 if keyframe else 3)
+                                         rules[kf], 10 if kf else 3)
             if out is not None:
                 return out
     check_codec(codec)

@@ -788,8 +788,9 @@ def test_failure_tolerance_agrees_frame_by_frame(backend: str) -> None:
         rx.control("keyset", [0, "a", 1, MATERIAL[::-1], None, 0, False])
 
         def genuine(sender: Engine = sender) -> bytes:
-            f = _seal_with(sender, 0, [rng.randbytes(rng.randint(20, 400))], b"\x00", b"\x00",
-                           rng)[0]
+            # a VP8 delta frame: P bit set, as the flag says (receivers read the bit)
+            data = bytes([rng.getrandbits(8) | 1]) + rng.randbytes(rng.randint(19, 399))
+            f = _seal_with(sender, 0, [data], b"\x00", b"\x00", rng)[0]
             assert isinstance(f, bytes)
             return f
 

@@ -27,6 +27,7 @@ from framecrypt.errors import (
 from framecrypt.transports import wire
 from framecrypt.workers import native, native_loop, native_sframe
 from framecrypt.workers.livekit import frame as lkframe
+from framecrypt.workers.livekit.codecs import sealed_keyframe
 from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
 from framecrypt.workers.livekit.events import KeyRatcheted
 from framecrypt.workers.livekit.kdf import Kdf, resolve
@@ -310,7 +311,8 @@ class Engine:
         cryptor = p.cryptor
         assert cryptor is not None
         try:
-            return cryptor.decrypt(bytes(data), codec=codec, keyframe=keyframe)
+            # (no hint: the frame type comes from the frame; the flag is the sender's)
+            return cryptor.decrypt(bytes(data), codec=codec)
         finally:
             for ev in cryptor.events():
                 if isinstance(ev, KeyRatcheted) and ev.on_decrypt:
@@ -360,8 +362,7 @@ class Engine:
         if ks is None:
             return None
         try:
-            return lkframe.open_frame(ks.aead, data, codec=codec, keyframe=keyframe,
-                                      jitsi=self.jitsi)
+            return lkframe.open_frame(ks.aead, data, codec=codec, jitsi=self.jitsi)
         except FramecryptError:
             return None
 
@@ -433,9 +434,13 @@ class Engine:
         o_mv: Any = out  # (None only when not fast: then no frame takes the fast path)
         i = o = k = 0
         ctr = counter0
+        names, ncodecs = wire.CODECS, len(wire.CODECS)
         for ln, cid, fl, ssrc, ts in zip(lengths, codecs, flags, ssrcs, tss, strict=False):
-            # codec ids and flags are bytes: the index is < 512
-            nclear = fixed[cid << 1 | fl & 1]
+            # codec ids and flags are bytes: the index is < 512. A receiver reads the
+            # frame type from the frame (its first bytes), never from the flag
+            kf = fl & 1 if enc else cid < ncodecs and sealed_keyframe(
+                names[cid], inp[i : i + (ln if ln < 10 else 10)])
+            nclear = fixed[cid << 1 | kf]
             # (an empty frame takes the full path: it passes through unsealed)
             if nclear is not None and nclear <= ln and ln and o + ln + 30 <= out_len:
                 out = o_mv

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from framecrypt.transports import wire
 from framecrypt.workers.livekit import frame as lkframe
+from framecrypt.workers.livekit.codecs import KF_KIND
 from framecrypt.workers.native import NATIVE, is_native_key
 
 if TYPE_CHECKING:
@@ -25,15 +26,19 @@ __all__ = ["column_count", "key_table", "rules", "run", "u8_column", "u32_column
 
 
 def rules(jitsi: bool) -> bytes:
-    """The clear rule of each ``codec id << 1 | keyframe``: the fixed clear byte count,
-    the H.26x NAL scan, or stop (no such codec: the full path's MalformedFrame)."""
+    """768 bytes: the clear rule of each ``codec id << 1 | keyframe`` (the fixed clear
+    byte count, the H.26x NAL scan, or stop: no such codec, the full path's
+    MalformedFrame), then the keyframe inference kind of each codec id byte
+    (``codecs.KF_KIND``, 0 elsewhere): ``open_run`` reads each frame's type from the
+    frame, as :func:`~framecrypt.workers.livekit.codecs.sealed_keyframe` does."""
     assert NATIVE is not None
     nal = {"h264": NATIVE.CLEAR_NAL264, "h265": NATIVE.CLEAR_NAL265}
-    table = bytearray([NATIVE.CLEAR_STOP]) * 512
+    table = bytearray([NATIVE.CLEAR_STOP]) * 512 + bytearray(256)
     for cid, codec in enumerate(wire.CODECS):
         for kf in (0, 1):
             n = lkframe._fixed_clear(codec, bool(kf), jitsi)
             table[cid << 1 | kf] = nal[codec] if n is None else n
+        table[512 + cid] = KF_KIND.get(codec, 0)
     return bytes(table)
 
 

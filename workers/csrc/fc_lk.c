@@ -106,6 +106,60 @@ long fc_lk_seal(fc_gcm *g, const uint8_t *in, size_t len, int rule, int vp8rule,
     return result;
 }
 
+static int key_nal(int kind, uint8_t h)
+{
+    if (kind == FC_KF_H264) {
+        int t = h & 0x1F;
+        return t == 5 || t == 7;
+    }
+    int t = (h >> 1) & 0x3F;
+    return (t >= 16 && t <= 21) || t == 32 || t == 33;
+}
+
+int fc_lk_keyframe(int kind, const uint8_t *in, size_t len)
+{
+    if (len == 0)
+        return 0;
+    uint8_t b0 = in[0];
+    switch (kind) {
+    case FC_KF_VP8:
+        return !(b0 & 1);
+    case FC_KF_VP9:
+        if (b0 >> 6 != 2)
+            return 0;
+        return !(b0 & ((b0 & 0x30) == 0x30 ? 0x06 : 0x0C));
+    case FC_KF_AV1: {
+        size_t i = 0;
+        if (((b0 >> 3) & 0xF) == 2) {
+            if (!(b0 & 0x02))
+                return 0;
+            i = (b0 & 0x04) ? 2 : 1;
+            if (i >= len || in[i] != 0)
+                return 0;
+            i++;
+        }
+        return i < len && ((in[i] >> 3) & 0xF) == 1;
+    }
+    case FC_KF_H264:
+    case FC_KF_H265: {
+        size_t end = len < 10 ? len : 10;
+        int zeros = 0;
+        for (size_t j = 0; j + 1 < end; j++) {
+            if (in[j] == 0) {
+                zeros++;
+                continue;
+            }
+            if (in[j] == 1 && zeros >= 2 && key_nal(kind, in[j + 1]))
+                return 1;
+            zeros = 0;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
 int fc_lk_kid(const uint8_t *in, size_t len) { return len ? in[len - 1] : -1; }
 
 long fc_lk_open(fc_gcm *g, const uint8_t *in, size_t len, int rule, int vp8rule,

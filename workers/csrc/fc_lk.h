@@ -16,6 +16,19 @@
 #define FC_CLEAR_NAL265 253
 #define FC_CLEAR_STOP 254   /* not for the native path (unknown codec id) */
 
+/* How a receiver reads a frame's type from its clear bytes (no hint from the caller):
+ * the kind of codec, as workers/livekit/codecs.py KF_KIND numbers them. */
+#define FC_KF_NONE 0 /* audio, unknown: never a key frame (the rule does not depend on it) */
+#define FC_KF_VP8 1  /* P bit of byte 0 */
+#define FC_KF_VP9 2  /* uncompressed header: frame_type 0, not show_existing_frame */
+#define FC_KF_AV1 3  /* first OBU after a temporal delimiter: a sequence header */
+#define FC_KF_H264 4 /* a NAL unit of type 5 or 7 starts within the first 10 bytes */
+#define FC_KF_H265 5 /* ... of type 16-21, 32 or 33 */
+
+/* 1 if the frame in[0:len] (sealed or not) is a key frame by its payload, else 0; reads
+ * at most 10 bytes. The same function as codecs.sealed_keyframe (the reference). */
+int fc_lk_keyframe(int kind, const uint8_t *in, size_t len);
+
 /* Seal into out[0:cap]; returns the sealed length or FC_STOP. ``rule`` is the clear
  * rule; ``vp8rule`` the byte count used when a NAL scan finds no slice. An empty
  * frame passes through (length 0). */

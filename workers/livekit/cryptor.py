@@ -34,7 +34,7 @@ from framecrypt.workers.native import NATIVE, is_native_key
 
 from . import frame as _frame
 from . import lkts, sif
-from .codecs import DELTA_BYTES, KEY_BYTES, check_codec
+from .codecs import check_codec
 from .events import (
     DecryptionFailed,
     Event,
@@ -164,9 +164,14 @@ class ParticipantCryptor:
             out = lkts.append(out, metadata)
         return out
 
-    def decrypt(self, data: bytes, *, codec: str, keyframe: bool) -> bytes:
+    def decrypt(self, data: bytes, *, codec: str, keyframe: bool | None = None) -> bytes:
         """Open one frame; typed errors: MalformedFrame, AuthenticationFailed,
-        UnknownKey, KeyInvalidated, DroppedFrame (SIF not a known blank)."""
+        UnknownKey, KeyInvalidated, DroppedFrame (SIF not a known blank).
+        No keyframe hint is needed: the frame type is read from the frame itself
+        (:func:`.codecs.sealed_keyframe`), as a browser receiver does, so a caller that
+        cannot tell never counts failures against a good key. An explicit ``keyframe``
+        that disagrees is a checked hint, tried only if the payload's rule fails
+        (:mod:`.frame`)."""
         check_codec(codec)
         opts = self.options
         if opts.strip_lkts and codec != "opus" and not opts.jitsi:
@@ -192,8 +197,7 @@ class ParticipantCryptor:
             raise UnknownKey(index)
         if NATIVE is not None and is_native_key(ks.aead):
             # the extension takes the success path; anything else is the reference's
-            pt = NATIVE.lk_open(ks.aead, data, _frame.native_rule(codec, keyframe, opts.jitsi),
-                                KEY_BYTES if keyframe else DELTA_BYTES)
+            pt = NATIVE.lk_open(ks.aead, data, *_frame.open_rules(codec, data, opts.jitsi))
             if pt is not None:
                 self.attempts += 1
                 ring.reset_failures(slot)

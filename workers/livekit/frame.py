@@ -8,6 +8,13 @@ Decryption order (as livekit-client): strip an LKTS trailer → pass empty frame
 check the SIF trailer → read the KID → (key lookup by the caller) → unescape → GCM.
 The parse happens once; a caller that retries with ratcheted keys reuses the
 :class:`Sealed` view, so a frame is never unescaped twice.
+
+Opening takes no keyframe hint: the clear rule is read from the sealed frame
+(:func:`.codecs.sealed_keyframe`), as a browser's depacketizer does. An explicit
+``keyframe=`` on open is a checked hint: when it names the other rule and the frame
+does not authenticate under the payload's, the hint's rule is tried too (one more
+AES-GCM attempt; for frames whose bytes do not carry their type, such as
+livekit-client's own synthetic unit-test vector). It never makes a frame fail.
 """
 
 from __future__ import annotations
@@ -23,7 +30,15 @@ from framecrypt.workers.native import NATIVE, is_native_key
 
 from . import h26x
 from .codecs import CODECS as _CODEC_SET
-from .codecs import DELTA_BYTES, KEY_BYTES, clear_prefix, frame_type_bytes
+from .codecs import (
+    DELTA_BYTES,
+    KEY_BYTES,
+    NALU_CODECS,
+    ambiguous,
+    clear_prefix,
+    frame_type_bytes,
+    sealed_keyframe,
+)
 
 IV_LENGTH: Final = 12
 TAG_LENGTH: Final = 16
@@ -183,17 +198,23 @@ def seal(
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
-    """A parsed sealed frame (views into one buffer); parse once, try several keys."""
+    """A parsed sealed frame (views into one buffer); parse once, try several keys.
+    ``alt``: the frame read under the other frame-type rule, tried when this reading
+    does not authenticate (H.26x frames whose rule the clear bytes cannot always
+    tell: :func:`.codecs.ambiguous`)."""
 
     header: bytes
     ciphertext: memoryview
     iv: bytes
     key_index: int
+    alt: Sealed | None = None
 
     def open(self, aead: Aead) -> bytes:
         try:
             pt = aead.decrypt(self.iv, self.ciphertext, self.header)
         except InvalidTag:
+            if self.alt is not None:
+                return self.alt.open(aead)
             raise AuthenticationFailed() from None
         return self.header + pt
 
@@ -205,13 +226,43 @@ def key_index_of(data: bytes) -> int:
     return data[-1]
 
 
-def parse(data: bytes, *, codec: str, keyframe: bool, jitsi: bool = False) -> Sealed:
-    """Split a sealed, non-empty frame (LKTS and SIF already handled by the caller)."""
+def open_rules(codec: str, data: Buffer, jitsi: bool) -> tuple[int, int]:
+    """The extension's ``(rule, vp8rule)`` a receiver opens ``data`` with: those of the
+    frame type read from the payload (:func:`.codecs.sealed_keyframe`)."""
+    kf = sealed_keyframe(codec, data)
+    return native_rule(codec, kf, jitsi), KEY_BYTES if kf else DELTA_BYTES
+
+
+def parse(
+    data: bytes, *, codec: str, keyframe: bool | None = None, jitsi: bool = False
+) -> Sealed:
+    """Split a sealed, non-empty frame (LKTS and SIF already handled by the caller).
+    The frame type is read from ``data``; ``keyframe``, when given and different, is
+    the rule of :attr:`Sealed.alt` (a checked hint, see the module docstring)."""
+    kf = sealed_keyframe(codec, data)
+    n, nalu = _rule(codec, kf, data, jitsi)
+    if not ambiguous(codec, n, nalu) and (keyframe is None or bool(keyframe) == kf):
+        return _split(data, n, nalu)
+    m, mnalu = _rule(codec, not kf, data, jitsi)
+    if (m, mnalu) == (n, nalu):
+        return _split(data, n, nalu)
+    try:
+        first = _split(data, n, nalu)
+    except MalformedFrame:
+        return _split(data, m, mnalu)
+    try:
+        alt = _split(data, m, mnalu)
+    except MalformedFrame:
+        return first
+    return Sealed(first.header, first.ciphertext, first.iv, first.key_index, alt)
+
+
+def _rule(codec: str, keyframe: bool, data: bytes, jitsi: bool) -> tuple[int, bool]:
     n = _fixed_clear(codec, keyframe, jitsi)
-    if n is None:
-        n, nalu = _header_len(codec, keyframe, data, jitsi)
-    else:
-        nalu = False
+    return _header_len(codec, keyframe, data, jitsi) if n is None else (n, False)
+
+
+def _split(data: bytes, n: int, nalu: bool) -> Sealed:
     if n + OVERHEAD > len(data):
         raise MalformedFrame("frame too short for tag and trailer")
     header = data[:n]
@@ -230,18 +281,19 @@ def parse(data: bytes, *, codec: str, keyframe: bool, jitsi: bool = False) -> Se
 
 
 def open_frame(
-    aead: Aead, data: bytes, *, codec: str, keyframe: bool, jitsi: bool = False
+    aead: Aead, data: bytes, *, codec: str, keyframe: bool | None = None, jitsi: bool = False
 ) -> bytes:
-    """Decrypt one sealed frame (no SIF/LKTS handling: see :mod:`.cryptor`)."""
+    """Decrypt one sealed frame (no SIF/LKTS handling: see :mod:`.cryptor`). The frame
+    type is read from ``data``; ``keyframe`` is a checked hint (module docstring)."""
     if not data:
         return b""
     if NATIVE is not None and is_native_key(aead) and codec in _CODEC_SET:
-        pt: bytes | None = NATIVE.lk_open(aead, data, native_rule(codec, keyframe, jitsi),
-                                          KEY_BYTES if keyframe else DELTA_BYTES)
+        pt: bytes | None = NATIVE.lk_open(aead, data, *open_rules(codec, data, jitsi))
         if pt is not None:
             return pt  # (None: the reference raises the typed error)
-    n = _fixed_clear(codec, keyframe, jitsi)
-    if n is None:
+    kf = sealed_keyframe(codec, data)
+    n = _fixed_clear(codec, kf, jitsi)
+    if n is None or codec in NALU_CODECS or (keyframe is not None and bool(keyframe) != kf):
         return parse(data, codec=codec, keyframe=keyframe, jitsi=jitsi).open(aead)
     size = len(data)
     if n + OVERHEAD > size:
@@ -297,15 +349,18 @@ def seal_into(
 
 
 def open_into(
-    aead: Aead, data: Buffer, codec: str, keyframe: bool, out: memoryview, jitsi: bool = False
+    aead: Aead, data: Buffer, codec: str, keyframe: bool | None, out: memoryview,
+    jitsi: bool = False
 ) -> int:
     """Open straight into ``out``; returns the plaintext length. Same errors as
-    :func:`open_frame`; ``ValueError`` if ``out`` is too small."""
+    :func:`open_frame`; ``ValueError`` if ``out`` is too small. The frame type is read
+    from ``data``; ``keyframe`` is a checked hint (module docstring)."""
     size = len(data)
     if size == 0:
         return 0
-    n = _fixed_clear(codec, keyframe, jitsi)
-    if n is None:
+    kf = sealed_keyframe(codec, data)
+    n = _fixed_clear(codec, kf, jitsi)
+    if n is None or codec in NALU_CODECS or (keyframe is not None and bool(keyframe) != kf):
         pt = open_frame(aead, bytes(data), codec=codec, keyframe=keyframe, jitsi=jitsi)
         if len(pt) > len(out):
             raise ValueError("output buffer too small")
