@@ -213,29 +213,38 @@ class Call:
 
     def join(self, *newcomers: Any) -> None:
         """Add ``newcomers`` in one transition (the first call forms the group)."""
-        for m in newcomers:
+        self.change(add=newcomers)
+
+    def remove(self, *user_ids: int) -> None:
+        self.change(remove=user_ids)
+
+    def change(self, add: tuple[Any, ...] | list[Any] = (),
+               remove: tuple[int, ...] = ()) -> None:
+        """One transition: Remove proposals for ``remove`` (never sent to the removed),
+        then Add proposals for ``add``."""
+        add = list(add)
+        for m in add:
             m.external_sender(self.signer.external_sender_package())
-        self._joining = {m.user_id for m in newcomers}
-        kps = [m.key_package() for m in newcomers]
+        self._joining = {m.user_id for m in add}
+        kps = [m.key_package() for m in add]
         if not self.members:  # a new call: the first newcomer creates the group
-            first, newcomers = newcomers[0], newcomers[1:]
+            first = add.pop(0)
             self.members[first.user_id] = first
             self._place(first.user_id)
             kps = kps[1:]
-        props = b"".join(self.signer.add_proposal(self.epoch, kp) for kp in kps)
-        for m in newcomers:
-            self._place(m.user_id)
-        self._transition(props, joiners=list(newcomers))
-        self._joining = set()
-
-    def remove(self, user_id: int) -> None:
-        leaf = self.leaves.index(user_id)
-        gone = self.members.pop(user_id)
-        self.leaves[leaf] = None
+        props = b""
+        for user_id in remove:
+            leaf = self.leaves.index(user_id)
+            props += self.signer.remove_proposal(self.epoch, leaf)
+            self.members.pop(user_id)
+            self.leaves[leaf] = None
         while self.leaves and self.leaves[-1] is None:
             self.leaves.pop()
-        self._transition(self.signer.remove_proposal(self.epoch, leaf), joiners=[])
-        self.removed = gone
+        props += b"".join(self.signer.add_proposal(self.epoch, kp) for kp in kps)
+        for m in add:
+            self._place(m.user_id)
+        self._transition(props, joiners=add)
+        self._joining = set()
 
     def _place(self, user_id: int) -> None:
         if None in self.leaves:

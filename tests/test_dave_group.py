@@ -76,41 +76,62 @@ def test_framecrypt_joins_from_davey_and_libdave_welcomes_and_follows_their_comm
 
 
 def test_removed_member_opens_nothing_after_the_commit() -> None:
-    """A Remove needs an UpdatePath: davey or libdave commits it (framecrypt's member
-    leaves path commits to others, counted), framecrypt follows the path, and the
-    removed member cannot open what is sealed in the new epoch."""
+    """A Remove needs an UpdatePath. davey commits it here (asked first), framecrypt
+    follows the path; the removed member cannot open what is sealed in the new epoch."""
     call = Call(CHANNEL)
     f, a, b = Framecrypt(7, CHANNEL), Davey(8, CHANNEL), DavePy(9, CHANNEL)
     call.join(f, a, b)
     call.members = {8: a, 9: b, 7: f}
     call.remove(9)
     assert call.committers[-1] == "davey"
-    assert f.member.members == {7, 8} and f.member.commit_skipped == 1
+    assert f.member.members == {7, 8}
     assert len(_authenticators([f, a])) == 1
     _all_open([f, a])
     for s in (f, a):
         assert b.open(s.user_id, "opus", s.seal("opus", FRAMES["opus"])) is None
 
-    # framecrypt removed: it is sent no Remove of itself; its old keys open nothing new
+    # framecrypt removed (by libdave's commit): its old keys open nothing new
     call2 = Call(CHANNEL + 1)
     f2, a2, b2 = Framecrypt(70, CHANNEL + 1), Davey(80, CHANNEL + 1), DavePy(90, CHANNEL + 1)
     call2.join(a2, b2, f2)
+    call2.members = {90: b2, 80: a2, 70: f2}
     call2.remove(70)
+    assert call2.committers[-1] == "dave-py"
     _all_open([a2, b2], ("opus",))
     for s in (a2, b2):
         assert f2.open(s.user_id, "opus", s.seal("opus", FRAMES["opus"])) is None
 
 
-def test_framecrypt_skips_path_commits_and_counts_them() -> None:
+@pytest.mark.parametrize("committer", ["framecrypt", "davey", "dave-py"])
+def test_path_commits_with_removes_and_adds(committer: str) -> None:
+    """Path commits (framecrypt's come from mls_path.DaveRatchetTree): a Remove, then a
+    Remove and two Adds in one commit, where one new member sits alone under a copath
+    node (a filtered-direct-path node whose copath holds only joiners: no ciphertext,
+    but still in the path). Whoever commits, every other member follows the path; the
+    joiners (davey, dave-py) join from the committer's Welcome; the removed members open
+    nothing afterwards."""
     call = Call(CHANNEL)
-    f, a = Framecrypt(5, CHANNEL), Davey(6, CHANNEL)
-    call.join(f, a)
-    b = DavePy(4, CHANNEL)
-    call.join(b)
-    call.members = {5: f, 6: a, 4: b}  # framecrypt is asked first
-    call.remove(4)
-    assert f.member.commit_skipped == 1 and call.committers[-1] == "davey"
-    assert len(_authenticators([f, a])) == 1
+    f, g = Framecrypt(1, CHANNEL), Framecrypt(2, CHANNEL)
+    a, b, c = Davey(3, CHANNEL), DavePy(4, CHANNEL), Davey(5, CHANNEL)
+    call.join(f, g, a, b, c)
+    first = {"framecrypt": f, "davey": a, "dave-py": b}[committer]
+    call.members = {first.user_id: first, **call.members}
+    call.remove(5)
+    assert call.committers[-1] == committer
+    assert len(_authenticators([f, g, a, b])) == 1
+    _all_open([f, g, a, b], ("opus", "vp8"))
+    assert c.open(1, "opus", f.seal("opus", FRAMES["opus"])) is None
+
+    if committer == "davey":  # davey is removed next: let the other davey-less order stand
+        call.members = {f.user_id: f, **call.members}
+    d, e = DavePy(6, CHANNEL), Davey(7, CHANNEL)
+    call.change(add=(d, e), remove=(3,))
+    assert call.leaves == [1, 2, 6, 4, 7]  # leaf 4 (the joiner e) alone under its copath
+    assert f.member.epoch == 3 and f.member.members == {1, 2, 4, 6, 7} == g.member.members
+    members = [f, g, b, d, e]
+    assert len(_authenticators(members)) == 1
+    _all_open(members, ("opus", "h264"))
+    assert a.open(1, "opus", f.seal("opus", FRAMES["opus"])) is None
 
 
 def test_verification_codes_match_davey_and_libdave() -> None:

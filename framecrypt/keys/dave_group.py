@@ -16,17 +16,15 @@ op    gateway → member           method
 
 MLS engine: :mod:`rfc9420` 1.3.0 (pure Python), chosen by the evaluation in
 ``docs/dave.md``: it joins from libdave's (mlspp) and davey's (OpenMLS) Welcomes,
-verifies the external sender's proposals, processes both libraries' commits (with and
-without an UpdatePath) with matching epoch authenticators, and its Add-only commits
-and Welcomes are accepted by both. Its defects are worked around here, each named
-where it is: it keeps the proposals of a finished epoch (cleared after every epoch
-change), it writes the Welcome's external_pub extension without its length prefix
-(left out: DAVE has no external joins), its ``export_secret`` skips RFC 9420 §8.5's
-context hash (DAVE's keys are derived from the exporter secret by
-:func:`framecrypt.workers.dave.ratchet.base_secret` instead), and the commits it makes
-with an UpdatePath carry an unsigned commit leaf node that libdave and davey reject —
-so this member commits only when no path is needed (Adds) and otherwise leaves the
-commit to another member (``commit_skipped``).
+verifies the external sender's proposals and processes both libraries' commits. Its
+defects are worked around, each where it bites: it keeps the proposals of a finished
+epoch (cleared after every epoch change, :meth:`DaveMember._entered`), writes the
+Welcome's external_pub extension without its length prefix (left out: DAVE has no
+external joins), its ``export_secret`` skips RFC 9420 §8.5's context hash (DAVE's keys
+come from the exporter secret through :func:`framecrypt.workers.dave.ratchet.base_secret`),
+and its UpdatePath (wrong leaf node, wrong filtered direct path) is replaced by
+:mod:`.mls_path`'s tree backend, so this member's Remove commits are accepted by libdave
+and davey like its Add commits.
 
 Everything the gateway sends is walked by :mod:`.mls_wire` first; anything refused gets
 :class:`~framecrypt.keys.errors.MlsError` (with a reason, never key bytes), a count in
@@ -57,7 +55,7 @@ from rfc9420.messages.messages import MLSMessage, MLSPlaintext
 
 from framecrypt.workers.dave import ratchet
 
-from . import dave_codes, mls_wire
+from . import dave_codes, mls_path, mls_wire
 from .errors import MlsError
 
 EXTERNAL_SENDERS_EXTENSION = 5  # RFC 9420 §12.1.8.1
@@ -91,6 +89,7 @@ def _engine_config() -> GroupConfig:
     return GroupConfig(
         crypto_provider=DefaultCryptoProvider(CipherSuiteId.MLS_128_DHKEMP256_AES128GCM_SHA256_P256),
         storage_provider=MemoryStorageProvider(),
+        tree_backend_id=mls_path.BACKEND_ID,
     )
 
 
@@ -103,7 +102,6 @@ class DaveMember:
         self.user_id = user_id
         self.channel_id = channel_id
         self.rejected: Counter[str] = Counter()
-        self.commit_skipped = 0
         self._signing = ec.generate_private_key(ec.SECP256R1())
         self._kp: mls_wire.KeyPackageKeys | None = None
         self._external: bytes | None = None
@@ -251,6 +249,7 @@ class DaveMember:
             inner = ProtocolMLSGroup.from_welcome(
                 w, mls_wire.private_scalar(kp.init_key), _engine_config().crypto_provider,
                 key_package=KeyPackage.deserialize(kp.key_package),
+                tree_backend=mls_path.BACKEND_ID,
                 encryption_private_key=mls_wire.private_scalar(kp.encryption_key))
         except Exception:
             raise self._reject("welcome", "refused by the MLS group") from None
@@ -289,15 +288,14 @@ class DaveMember:
         return group
 
     def _commit(self, group: Any, proposals: list[mls_wire.Proposal]) -> CommitWelcome | None:
-        if any(p.kind != mls_wire.PROPOSAL_ADD for p in proposals):
-            self.commit_skipped += 1  # a path is needed: see the module docstring
-            return None
         # rfc9420 puts an external_pub extension into the Welcome's GroupInfo without its
         # length prefix (and of the old epoch): OpenMLS refuses the GroupInfo as malformed.
         # DAVE has no external joins, so the Welcome goes without it.
         group._inner._external_public_key = None
         try:
-            staged = group.create_commit(mls_wire.private_scalar(self._signing))
+            key = mls_wire.private_scalar(self._signing)
+            with mls_path.signing(key, self.group_id):
+                staged = group.create_commit(key)
         except Exception:
             raise self._reject("commit", "the MLS engine could not commit") from None
         commit = MLSMessage.from_public_message(staged.commit_message.auth_content).serialize()
