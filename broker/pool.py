@@ -79,8 +79,9 @@ class Pool:
     """A pool of crypto workers. Use as ``async with Pool() as pool:``.
 
     ``workers`` (default: CPU count), ``transport`` ("shm" | "ipc" | "inline"),
-    ``format`` ("livekit" | "jitsi" | "sframe"), ``placement`` ("auto" | "inline" |
-    "pool"); any other setting of :mod:`framecrypt.conf` as a keyword
+    ``format`` ("livekit" | "jitsi" | "sframe" | "dave"), ``placement`` ("auto" |
+    "inline" | "pool"; DAVE always "pool": its nonces and windows live in workers);
+    any other setting of :mod:`framecrypt.conf` as a keyword
     (``max_frames_in_flight=…``, ``heartbeat_interval_s=…``, ``supervision__…=``).
     """
 
@@ -91,7 +92,7 @@ class Pool:
         self.settings = s = base.replace(workers=workers, transport=transport, format=format,
                                          placement=placement, **options)
         self.transport, self.format = s.pool.transport, s.pool.format
-        self.placement = s.pool.placement
+        self.placement = "pool" if self.format == "dave" else s.pool.placement
         n = s.pool.resolved_workers()
         sframe = self.format == "sframe"
         cfg = EngineConfig(
@@ -216,6 +217,8 @@ class Pool:
                              self.settings.livekit.keyring_size):
             raise InvalidParameter("key index out of the key ring")
         if kdf is not None and not isinstance(kdf, str):
+        if self.format == "dave":
+            raise InvalidParameter("a DAVE pool is keyed with set_dave_key")
             raise InvalidArgument("kdf must be None or a str")
         if kdf not in _KDFS:
             raise InvalidParameter("kdf must be None, 'pbkdf2' or 'hkdf'")
@@ -234,6 +237,46 @@ class Pool:
         if index is None:
             index = self._keys.current(pidx)
             if index is None:
+    async def set_dave_key(self, participant: str, epoch: int, base_secret: bytes) -> None:
+        """DAVE (``format="dave"``): sender ``participant``'s base secret in MLS epoch
+        ``epoch`` (16 bytes: :func:`framecrypt.dave.base_secret` of the epoch's exporter
+        secret and the user id). Frames submitted after this returns are sealed with it
+        from nonce 1, earlier ones with the epoch before; its frames open with it (the
+        previous epoch's for 10 s more, as libdave). The last 3 epochs are kept."""
+        from framecrypt.broker.keydir import DaveEpoch
+        from framecrypt.transports.to_worker import DAVE_MAX_EPOCH
+
+        self._check_open()
+        name = _participant(participant)
+        if self.format != "dave":
+            raise InvalidParameter("set_dave_key needs a pool of format 'dave'")
+        if type(epoch) is not int or not 0 <= epoch <= DAVE_MAX_EPOCH:
+            raise InvalidParameter("a DAVE epoch is an int in 0..2**62-1")
+        if not isinstance(base_secret, bytes) or len(base_secret) != 16:
+            raise InvalidKeyMaterial("a DAVE base secret is 16 bytes")
+        pidx = self._ledger.participant(name)
+        known = self._keys.dave_epochs(pidx)
+        base = self._ledger.reserve_counters(pidx, 0)  # the next counter it hands out
+        if any(e.epoch == epoch and e.secret != base_secret for e in known):
+            raise InvalidParameter("another base secret for a DAVE epoch already set")
+        entry = DaveEpoch(epoch, bytes(base_secret), base)
+        await self._control(pidx, "dave_key", (pidx, name, epoch, entry.secret, base),
+                            lambda: self._keys.set_dave_epoch(pidx, name, entry))
+
+    async def set_dave_passthrough(self, participant: str, enabled: bool) -> None:
+        """DAVE: while ``enabled``, ``participant``'s frames are sent unencrypted and its
+        unencrypted frames accepted (a call changing to or from E2EE); once disabled,
+        unencrypted frames are refused after libdave's 10 s transition."""
+        self._check_open()
+        name = _participant(participant)
+        if self.format != "dave":
+            raise InvalidParameter("set_dave_passthrough needs a pool of format 'dave'")
+        if not isinstance(enabled, bool):
+            raise InvalidArgument("enabled must be a bool")
+        pidx = self._ledger.participant(name)
+        await self._control(pidx, "dave_passthrough", (pidx, name, enabled),
+                            lambda: self._keys.set_dave_passthrough(pidx, name, enabled))
+
                 raise UnknownKey(0)
         elif type(index) is not int:
             raise InvalidArgument("key index must be an int")
@@ -248,7 +291,10 @@ class Pool:
         pidx = self._ledger.participant(_participant(participant))
         await self._control(pidx, "remove", (pidx,))
 
-    def _control(self, pidx: int, op: str, args: tuple[Any, ...]) -> asyncio.Future[list[Any]]:
+    def _control(self, pidx: int, op: str, args: tuple[Any, ...],
+                 then: Callable[[], None] | None = None) -> asyncio.Future[list[Any]]:
+        """A key operation queued behind the participant's frames; ``then`` runs when
+        the worker acknowledged it, before anything else (the key directory's record)."""
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
 
         def done(_: Control, result: list[Any] | None, err: BaseException | None) -> None:
@@ -261,6 +307,8 @@ class Pool:
         self._ledger.control(pidx, op, args, done)
         self.service.schedule_flush()
         return fut
+            if err is None and then is not None:
+                then()
 
     # --- events --------------------------------------------------------------------------
 

@@ -93,7 +93,7 @@ class PoolSettings(_Section):
     SECTION: ClassVar[str] = "pool"
     workers: int = _f(0, "int", lo=0, hi=1024, note="0 = os.cpu_count()")
     transport: str = _f("shm", "choice", choices=("shm", "ipc", "inline"))
-    format: str = _f("livekit", "choice", choices=("livekit", "jitsi", "sframe"))
+    format: str = _f("livekit", "choice", choices=("livekit", "jitsi", "sframe", "dave"))
     placement: str = _f("auto", "choice", choices=("auto", "inline", "pool"))
     name: str = _f("", "name", hi=32, note='"" = generated per pool')
     worker_sched: str = _f("normal", "choice", choices=("normal", "batch", "idle"))

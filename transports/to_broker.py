@@ -190,7 +190,7 @@ class Ack(Message):
             return KeysetDone(r[0])
         if op == "ratchet" and len(r) == 1:
             return RatchetDone(check_int(r[0], "ACK ratchet generation", 0, MAX_GENERATION))
-        if op in ("remove", "replay_floor") and not r:
+        if op in ("remove", "replay_floor", "dave_key", "dave_passthrough") and not r:
             return ControlDone()
         raise ProtocolError("ACK: not the result of its op")
 

@@ -49,6 +49,7 @@ KDFS: Final = ("pbkdf2", "hkdf")
 # re-derives that many steps when it is handed the key, so a later generation could not
 # be handed to another worker anyway
 MAX_GENERATION: Final = 1 << 16
+DAVE_MAX_EPOCH: Final = (1 << 62) - 1  # (its replay-floor kids 2·epoch + 1 stay u64)
 
 
 class ControlRejected(ProtocolError):
@@ -65,7 +66,7 @@ class ControlRejected(ProtocolError):
 # The engine settings a CONFIG may carry: the wire's copy of EngineConfig's fields with
 # the ranges conf/settings.py allows (tests/test_wire.py keeps the names in step).
 _CHOICES: Final[Mapping[str, tuple[str, ...]]] = {
-    "format": ("livekit", "jitsi", "sframe"), "iv": ("counter", "livekit")}
+    "format": ("livekit", "jitsi", "sframe", "dave"), "iv": ("counter", "livekit")}
 _INTS: Final[Mapping[str, tuple[int, int]]] = {
     "ratchet_window": (0, 256), "failure_tolerance": (-1, 1 << 31), "keyring_size": (1, 256),
     "suite": (1, 8), "replay_window": (0, 1 << 16)}
@@ -305,15 +306,40 @@ def _replay_floor_args(a: list[Any]) -> tuple[Any, ...]:
     return check_u32(pidx, "replay_floor participant"), floor_pairs(floors, "replay_floor pair")
 
 
+def _dave_key_args(a: list[Any]) -> tuple[Any, ...]:
+    # a DAVE sender's base secret (MLS exporter, 16 bytes) in an MLS epoch, sealing with
+    # broker counters from ``base`` on (workers/dave/contexts.py)
+    pidx, name, epoch, secret, base = check_list(a, "dave_key arguments", 5)
+    check_u32(pidx, "dave_key participant")
+    check_str(name, "dave_key name")
+    check_int(epoch, "dave_key epoch", 0, DAVE_MAX_EPOCH)
+    if type(secret) is not bytes or len(secret) != 16:
+        raise ProtocolError("dave_key secret: not 16 bytes")
+    check_int(base, "dave_key base counter")
+    return tuple(a)
+
+
+def _dave_passthrough_args(a: list[Any]) -> tuple[Any, ...]:
+    pidx, name, enabled = check_list(a, "dave_passthrough arguments", 3)
+    check_u32(pidx, "dave_passthrough participant")
+    check_str(name, "dave_passthrough name")
+    if type(enabled) is not bool:
+        raise ProtocolError("dave_passthrough enabled: not a bool")
+    return tuple(a)
+
+
 # CONTROL ops and the checks of their arguments (Engine.control in workers/engine.py):
 #   keyset        pidx, name, index, material (bytes | str), kdf (None | "pbkdf2" | "hkdf"),
 #                 generation (ratchet steps from material), make_current (bool)
 #   ratchet       pidx, index
 #   remove        pidx
 #   replay_floor  pidx, [[kid, counter], …]   (parsed as a tuple of pairs)
+#   dave_key      pidx, name, epoch, base secret (16 bytes), base counter
+#   dave_passthrough  pidx, name, enabled (bool)
 CONTROL_ARGS: Final[Mapping[str, Callable[[list[Any]], tuple[Any, ...]]]] = {
     "keyset": _keyset_args, "ratchet": _ratchet_args, "remove": _remove_args,
-    "replay_floor": _replay_floor_args}
+    "replay_floor": _replay_floor_args, "dave_key": _dave_key_args,
+    "dave_passthrough": _dave_passthrough_args}
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +417,7 @@ def parse_to_worker(parts: Sequence[Any]) -> ToWorker:
 
 
 __all__ = [
-    "CONTROL_ARGS", "KDFS", "MAX_GENERATION", "SETTINGS", "Config", "Control",
+    "CONTROL_ARGS", "DAVE_MAX_EPOCH", "KDFS", "MAX_GENERATION", "SETTINGS", "Config", "Control",
     "ControlRejected", "Packed", "Ping", "Rings", "SegmentHead", "Stop", "ToWorker",
     "floor_pairs", "parse_to_worker",
 ]

@@ -2,7 +2,8 @@
 and sealing/opening columnar segments of frames into the reply buffer.
 
 Pure (no sockets, no clocks, no processes): the worker process feeds it messages, the
-broker's inline path and the ``inline`` transport call it directly.
+broker's inline path and the ``inline`` transport call it directly. DAVE receivers'
+epoch transitions are timed by ``clock``, which the worker service sets.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from framecrypt.errors import (
 )
 from framecrypt.transports import wire
 from framecrypt.workers import native, native_loop, native_sframe
+from framecrypt.workers.dave.contexts import DAVE_OPS, DaveParticipant, SealedTooBig
 from framecrypt.workers.livekit import frame as lkframe
 from framecrypt.workers.livekit.codecs import sealed_keyframe
 from framecrypt.workers.livekit.cryptor import CryptorOptions, ParticipantCryptor
@@ -68,7 +70,7 @@ STATUS_OF: dict[type[FramecryptError], int] = {
 class EngineConfig:
     """What an engine needs of the pool settings (picklable, msgpack-able as a dict)."""
 
-    format: str = "livekit"  # livekit | jitsi | sframe
+    format: str = "livekit"  # livekit | jitsi | sframe | dave
     iv: str = "counter"  # counter | livekit
     ratchet_window: int = 8
     failure_tolerance: int = 10
@@ -94,6 +96,7 @@ class Participant:
     send_kid: int = 0
     materials: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # sframe
     receiver: ReceiverContext | None = None
+    dave: DaveParticipant | None = None
 
     def __repr__(self) -> str:
         return f"Participant({self.name!r})"
@@ -106,6 +109,8 @@ class Engine:
         self.config = config
         self.jitsi = config.format == "jitsi"
         self.sframe = config.format == "sframe"
+        self.dave = config.format == "dave"  # workers/dave/contexts.py, no native loop yet
+        self.clock: Callable[[], float] = float  # 0.0 until workers/service.py sets one
         self.participants: dict[int, Participant] = {}
         self.events: list[list[Any]] = []
         self.counts = {"frames": 0, "errors": 0, "internal_errors": 0}
@@ -133,7 +138,8 @@ class Engine:
         self._sif = self._options.sif_trailer or b""
         # the native loop: the clear rule of every (codec id << 1 | keyframe) byte pair,
         # the IV scheme's number, and the 256-entry key tables by participant
-        self._rules = native_loop.rules(self.jitsi) if native.active() else b""
+        self._rules = native_loop.rules(self.jitsi) if native.active() and not self.dave \
+            else b""
         self._scheme = ("counter", "livekit", "jitsi").index(self._iv)
         self._tables: dict[int, tuple[Any, int, tuple[Any, ...]]] = {}  # native_loop.key_table
         native.announce()
@@ -147,7 +153,9 @@ class Engine:
         p = self.participants.get(pidx)
         if p is None:
             p = Participant(name or str(pidx))
-            if self.sframe:
+            if self.dave:
+                p.dave = DaveParticipant()
+            elif self.sframe:
                 p.receiver = ReceiverContext(self.config.suite,
                                              replay_window=self.config.replay_window)
             else:
@@ -192,11 +200,18 @@ class Engine:
         if op == "replay_floor":  # SFrame receiver state handed over by the broker
             pidx, floors = args
             p = self.participants.get(pidx)
+            if p is not None and p.dave is not None:
+                for kid, ctr in floors:
+                    p.dave.apply_floor(int(kid), int(ctr), self.clock())
             if p is not None and p.receiver is not None:
                 for kid, ctr in floors:
                     if int(kid) in p.receiver:
                         p.receiver.raise_replay_floor(int(kid), int(ctr))
             return []
+        if op in DAVE_OPS and self.dave:  # a sender's base secret in an epoch, passthrough
+            p = self._participant(args[0], args[1])
+            assert p.dave is not None
+            return p.dave.control(op, args[2:], self.clock())
         raise ValueError(f"unknown control op {op!r}")
 
     def _generation(self, pidx: int, index: int) -> int | None:
@@ -284,8 +299,20 @@ class Engine:
             raise CounterExhausted(index)
         return None, ks.aead, lkframe.trailer(self._iv, ssrc, ts, counter, index)
 
+    def _dave_of(self, pidx: int) -> DaveParticipant:
+        p = self.participants.get(pidx)
+        if p is None or p.dave is None:
+            raise UnknownKey(0)
+        return p.dave
+
     def seal_into(self, pidx: int, data: memoryview, codec: str, keyframe: bool, ssrc: int,
                   ts: int, counter: int, out: memoryview) -> int:
+        if self.dave:
+            sealed = self._dave_of(pidx).seal(counter, codec, data)
+            if len(sealed) > len(out):  # (the caller spills it; the nonce stays used)
+                raise SealedTooBig(sealed)
+            out[: len(sealed)] = sealed
+            return len(sealed)
         key, aead, trailer = self._sender(pidx, ssrc, ts, counter)
         if key is not None:
             if key.ciphertext_length(counter, len(data)) > len(out):
@@ -296,12 +323,16 @@ class Engine:
     def seal(self, pidx: int, data: bytes, codec: str, keyframe: bool, ssrc: int, ts: int,
              counter: int) -> bytes:
         """Like :meth:`seal_into` but returns bytes (the broker's inline path)."""
+        if self.dave:
+            return self._dave_of(pidx).seal(counter, codec, data)
         key, aead, trailer = self._sender(pidx, ssrc, ts, counter)
         if key is not None:
             return key.protect(counter, data)
         return lkframe.seal_trailer(aead, data, codec, keyframe, trailer, self.jitsi)
 
     def open(self, pidx: int, data: memoryview, codec: str, keyframe: bool) -> bytes:
+        if self.dave:
+            return self._dave_of(pidx).open(data, codec, self.clock())
         p = self.participants.get(pidx)
         if p is None:
             raise UnknownKey(0)
@@ -325,6 +356,8 @@ class Engine:
         """SFrame: ``[[kid, highest counter opened], …]`` of a participant (for the
         broker, which hands them to the next worker if the participant moves)."""
         p = self.participants.get(pidx)
+        if p is not None and p.dave is not None:
+            return p.dave.floors()
         if p is None or p.receiver is None:
             return []
         return [[kid, ctr] for kid, ctr in p.receiver.highest_accepted().items()]
@@ -411,7 +444,8 @@ class Engine:
         pack = wire.RES.pack_into
         fixed = self._fixed_flat
         out_len = len(out) if out is not None else -1
-        fast = out is not None and not self.sframe and self.config.iv == "counter"
+        fast = out is not None and not self.sframe and not self.dave and \
+            self.config.iv == "counter"
         enc = op == wire.OP_ENCRYPT
         tss: Iterable[int] = repeat(epoch) if enc and epoch >= 0 else timestamps
         seal_aead: Any = None
@@ -513,6 +547,8 @@ class Engine:
                     try:
                         return wire.ST_OK, 0, self.seal_into(pidx, data, codec, kf, ssrc, ts,
                                                              counter, region)
+                    except SealedTooBig as e:  # DAVE: sealed (its nonce used), too big for region
+                        return wire.ST_INLINE, spill.add(e.sealed), len(e.sealed)
                     except ValueError as e:  # region too small (H.26x growth)
                         if isinstance(e, FramecryptError):
                             raise

@@ -88,6 +88,7 @@ class WorkerService:
     def _configure(self, cfg: Config) -> None:
         """A new engine and rings, or (when anything fails) the old ones untouched."""
         engine = Engine(EngineConfig.from_wire(dict(cfg.settings)))
+        engine.clock = time.monotonic  # DAVE receivers' epoch transitions
         req = rep = None
         if isinstance(cfg.shm, InheritedRings):  # memfds inherited at spawn (no names)
             from framecrypt.transports.memfd import RingPair
@@ -150,7 +151,7 @@ class WorkerService:
             if rep is not None and s.out_base + reply_size(s.op, s.n, nbytes) > out_room:
                 raise ProtocolError("PACKED outputs outside the reply ring")
         codecs, flags = msg.codecs(), msg.flags()
-        opening_sframe = engine.sframe
+        opening_sframe, dave = engine.sframe, engine.dave
         cpu0 = time.process_time()
         spill = Overflow()
         results: list[bytes | bytearray] = []
@@ -170,8 +171,9 @@ class WorkerService:
                 out, self.heartbeat, spill=spill)
             results.append(res)
             used.append(u)
+            # SFrame: receivers' floors; DAVE: retry skews and receivers' windows
             floors.append(tuple((kid, ctr) for kid, ctr in engine.replay_floors(pidx))
-                          if opening_sframe and op == wire.OP_DECRYPT else ())
+                          if dave or (opening_sframe and op == wire.OP_DECRYPT) else ())
             if rep is None:
                 outs.append(out[:u])
             k += n

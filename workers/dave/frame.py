@@ -6,17 +6,19 @@ under the 96-bit nonce ``0x00 * 8 || u32le(truncated nonce)``; the ciphertext is
 back in place of the plaintext bytes (the clear ranges stay where they were), then the
 footer (:mod:`.footer`) with the GCM tag truncated to its first 8 bytes.
 
-Opening is codec-agnostic: the ranges come from the footer.
+Opening is codec-agnostic: the ranges come from the footer. The 8-byte tag is checked
+with the whole-tag AES-GCM object (one cached per key, the extension's when it runs):
+the ciphertext is decrypted by GCM-encrypting it (GCM's encryption is the CTR keystream
+from the same counter block), the plaintext sealed again, and the first 8 bytes of that
+tag compared in constant time with the footer's; only then is the plaintext returned.
 """
 
 from __future__ import annotations
 
+import hmac
 import struct
+from collections import OrderedDict
 from typing import Final
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from framecrypt.errors import (
     AuthenticationFailed,
@@ -26,6 +28,7 @@ from framecrypt.errors import (
     UnsupportedCodec,
 )
 from framecrypt.workers import leb128
+from framecrypt.workers.native import Gcm, aesgcm
 
 from . import footer, h26x
 
@@ -132,6 +135,23 @@ def _interleave(ranges: footer.Ranges, clear: bytes, other: bytes) -> bytearray:
     return out
 
 
+_AEADS: OrderedDict[bytes, Gcm] = OrderedDict()
+AEAD_CACHE = 256
+
+
+def _aead(key: bytes) -> Gcm:
+    """The AES-128-GCM object of ``key`` (a small LRU: generation keys are reused for up
+    to 2^24 frames)."""
+    found = _AEADS.get(key)
+    if found is None:
+        if len(key) != 16:
+            raise InvalidKeyMaterial("a DAVE frame key is 16 bytes (AES-128)")
+        found = _AEADS[key] = aesgcm(bytes(key))
+        if len(_AEADS) > AEAD_CACHE:
+            _AEADS.popitem(last=False)
+    return found
+
+
 def _check_key(key: bytes) -> None:
     if len(key) != 16:
         raise InvalidKeyMaterial("a DAVE frame key is 16 bytes (AES-128)")
@@ -140,10 +160,13 @@ def _check_key(key: bytes) -> None:
 def seal(key: bytes, truncated_nonce: int, frame: BytesLike,
          ranges: footer.Ranges = ()) -> bytes:
     """Seal ``frame`` leaving ``ranges`` clear (and authenticated)."""
-    _check_key(key)
+    aead = _aead(key)
+    if not ranges:
+        sealed = aead.encrypt(gcm_nonce(truncated_nonce), frame, None)
+        return sealed[:-16] + footer.serialize(sealed[-16:-8], truncated_nonce, ranges)
     footer.check_ranges(ranges, len(frame))
     clear, plain = _split(frame, ranges, len(frame))
-    sealed = AESGCM(key).encrypt(gcm_nonce(truncated_nonce), plain, clear)
+    sealed = aead.encrypt(gcm_nonce(truncated_nonce), plain, clear)
     body = _interleave(ranges, clear, sealed[:-16])
     return bytes(body) + footer.serialize(sealed[-16:-8], truncated_nonce, ranges)
 
@@ -182,14 +205,17 @@ def open_frame(key: bytes, frame: BytesLike) -> bytes:
 
 def open_parsed(key: bytes, frame: BytesLike, f: footer.Footer) -> bytes:
     """Open ``frame`` whose footer is already parsed as ``f``."""
-    clear, cipher = _split(frame, f.ranges, f.body_len)
-    dec = Cipher(
-        algorithms.AES(key), modes.GCM(gcm_nonce(f.nonce), f.tag, min_tag_length=8)
-    ).decryptor()
-    dec.authenticate_additional_data(clear)
-    plain = dec.update(cipher)
-    try:
-        dec.finalize()
-    except InvalidTag:
-        raise AuthenticationFailed() from None
+    aead = _aead(key)
+    nonce = gcm_nonce(f.nonce)
+    if not f.ranges:
+        cipher: BytesLike = memoryview(frame)[: f.body_len]
+        clear = b""
+    else:
+        clear, cipher = _split(frame, f.ranges, f.body_len)
+    plain = aead.encrypt(nonce, cipher, None)[:-16]  # the CTR keystream, applied
+    tag = aead.encrypt(nonce, plain, clear or None)[-16:-8]
+    if not hmac.compare_digest(tag, f.tag):
+        raise AuthenticationFailed()
+    if not f.ranges:
+        return plain
     return bytes(_interleave(f.ranges, clear, plain))

@@ -70,3 +70,9 @@ class NonceWindow:
                 self._missing.remove(nonce)
             except ValueError:
                 pass
+
+    def raise_floor(self, nonce: int) -> None:
+        """Refuse every big nonce up to ``nonce`` from now on (a handed-over window)."""
+        if nonce > self._newest:
+            self._newest = nonce
+            self._missing.clear()

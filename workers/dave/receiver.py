@@ -57,6 +57,19 @@ class SenderKeys:
             self._ratchet.erase(self._oldest)
             self._oldest += 1
 
+    def restore(self, newest: int, now: float) -> None:
+        """Continue from another receiver's state: big nonce ``newest`` was the newest
+        it opened (everything up to it is refused now); the ratchet is taken as old
+        enough for that generation (the age limit counts from the sender's first frame)."""
+        if newest <= self.window.newest:
+            return
+        self.window.raise_floor(newest)
+        generation = newest >> nonces.GENERATION_SHIFT
+        self._newest = max(self._newest, generation)
+        self._oldest = max(self._oldest, generation)
+        self._created = min(self._created, now - 1 - (
+            generation << nonces.GENERATION_SHIFT) / MAX_FRAMES_PER_SECOND)
+
     def open(self, data: bytes, f: footer.Footer, now: float) -> bytes:
         """Open ``data`` (footer ``f``) or raise: :class:`ReplayedFrame` for a nonce
         already used or out of the window, :class:`DroppedFrame` for a generation this
@@ -98,11 +111,13 @@ class Receiver:
         return f"Receiver(ratchets={len(self._managers)})"
 
     def transition_to_key_ratchet(self, ratchet: KeyRatchet, now: float,
-                                  expiry: float = CRYPTOR_EXPIRY) -> None:
+                                  expiry: float = CRYPTOR_EXPIRY) -> SenderKeys:
         """A new epoch's ratchet; earlier ones stay usable until ``now + expiry``."""
         for m in self._managers:
             m.expire_at(now + expiry)
-        self._managers.append(SenderKeys(ratchet, now))
+        m = SenderKeys(ratchet, now)
+        self._managers.append(m)
+        return m
 
     def transition_to_passthrough(self, passthrough: bool, now: float,
                                   expiry: float = CRYPTOR_EXPIRY) -> None:
