@@ -59,6 +59,8 @@ def take_piece(ledger: Ledger, run: Run, a: int, b: int, res: bytes,
     count = b - a
     nok = statuses.count(wire.ST_OK) + statuses.count(wire.ST_INLINE)
     retry: list[int] = []
+    fails: list[tuple[int, str]] = []  # (batch index, error class): per-stream health
+    k0 = run.lo + a
     if nok != count:
         unpack = wire.RES.unpack_from
         for k, st in enumerate(statuses):
@@ -71,6 +73,10 @@ def take_piece(ledger: Ledger, run: Run, a: int, b: int, res: bytes,
             g.results[run.positions[a + k]] = err
             g.errors += 1
             ledger.count_error(err)
+            fails.append((k0 + k, type(err).__name__))
+    ledger.health.record(run.pidx, run.op, run.batch.ssrcs, run.batch.codecs, k0, k0 + count,
+                         single=next(iter(run.streams)) if len(run.streams) == 1 else None,
+                         fails=fails, skip=[run.lo + i for i in retry])
     lo = run.positions[a]
     if isinstance(run.positions, range):
         g.pieces.append(OutputPiece(lo, lo + count, res, buf, base, spill,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from framecrypt.broker.credits import Credits
+from framecrypt.broker.health import HealthBook
 from framecrypt.broker.rendezvous import owner
 from framecrypt.broker.runs import Control, Group, InFlight, Run, Segment, Span
 from framecrypt.conf import Settings
@@ -110,6 +111,11 @@ class Ledger:
         self.on_idle: Callable[[], None] | None = None  # a moving participant went idle
         self.latency = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.errors_by_reason: dict[str, int] = {}
+        m = s.metrics  # per participant and stream outcomes (sans-I/O too)
+        self.health = HealthBook(self.names, labels=m.participant_labels,
+                                 label_max_chars=m.label_max_chars,
+                                 streams=m.streams_per_participant,
+                                 recover_after=m.recover_after_frames)
         self.counters: dict[str, int] = {
             "frames_submitted": 0, "frames_ok": 0, "frames_failed": 0,
             "frames_inline": 0, "frames_pool": 0, "bytes_in": 0, "bytes_out": 0,
@@ -277,6 +283,9 @@ class Ledger:
         g.results[run.positions[i]] = err
         g.errors += 1
         self.count_error(err)
+        k = run.lo + i
+        self.health.record(run.pidx, run.op, run.batch.ssrcs, run.batch.codecs, k, k + 1,
+                           fails=((k, type(err).__name__),))
         run.remaining -= 1
         if run.remaining == 0 and run.queued:
             self.run_done(run)

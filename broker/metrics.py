@@ -22,6 +22,17 @@ Metrics (``framecrypt`` is the default namespace)::
     framecrypt_worker_restarts_total{slot}                   counter
     framecrypt_pool_info{transport,format,placement}         info
     framecrypt_frame_latency_seconds                         histogram (pool path only)
+    framecrypt_participant_frames_total{participant,direction,kind,outcome}   counter
+    framecrypt_participant_errors_total{participant,direction,reason}         counter
+    framecrypt_participant_streams_failing{participant,direction}             gauge
+    framecrypt_streams_failing, framecrypt_participants_labelled              gauges
+
+Per-participant metrics have bounded cardinality: ``participant`` is one of at most
+``metrics.participant_labels`` sanitized labels (see :mod:`framecrypt.broker.health`:
+the first participants with an outcome, sticky until removed) or ``_other`` for all
+the rest; ``direction`` is ``seal``/``open``, ``kind`` ``audio``/``video``/``other``
+(streams past the per-participant cap), ``reason`` an exception class name. A scrape
+reads a snapshot of those labelled participants only, never one row per participant.
 
 The latency histogram comes from the pool's non-cumulative bucket counts. The pool does
 not record a sum of latencies, so ``framecrypt_frame_latency_seconds_sum`` is an
@@ -33,7 +44,8 @@ count, not ``rate(_sum)/rate(_count)``, when precision matters.
 A key missing from ``stats()`` (an older pool) skips its metric instead of failing the
 scrape. No key material is exposed: ``stats()`` carries none, and the only strings
 copied into labels are exception class names, worker slot numbers and the pool's
-transport/format/placement settings.
+transport/format/placement settings, and participant labels made by
+:func:`~framecrypt.broker.health.sanitize_label`.
 """
 
 from __future__ import annotations
@@ -50,6 +62,8 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
+
+from framecrypt.broker.health import sanitize_label
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -96,6 +110,14 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def _label(value: Any) -> str:
+    """A label value as given when it is short printable text (pool labels are made
+    so, see :func:`sanitize_label`), else sanitized: a scrape never fails or carries
+    control characters whatever a stats source holds."""
+    text = str(value) if value is not None else ""
+    return text if len(text) <= 256 and text.isprintable() else sanitize_label(text, 256)
 
 
 class PoolCollector:
@@ -145,6 +167,13 @@ class PoolCollector:
         latency = self._latency(stats)
         if latency is not None:
             yield latency
+        per = stats.get("participant_metrics")
+        if isinstance(per, Mapping):
+            yield from self._participants(per)
+        value = _num(stats.get("streams_failing"))
+        if value is not None:
+            yield GaugeMetricFamily(self._name("streams_failing"),
+                                    "Streams failing now (every participant).", value=value)
 
     def _pairs(self, stats: Mapping[str, Any], suffix: str, doc: str, label: str,
                keys: tuple[tuple[str, str], ...]) -> Iterator[Metric]:
@@ -182,6 +211,33 @@ class PoolCollector:
                 restarts.add_metric([slot], value)
         if restarts.samples:
             yield restarts
+
+    def _participants(self, per: Mapping[str, Any]) -> Iterator[Metric]:
+        families = (
+            ("frames", CounterMetricFamily, ("direction", "kind", "outcome"),
+             "Frames finished per participant, by direction (seal/open), kind and outcome."),
+            ("errors", CounterMetricFamily, ("direction", "reason"),
+             "Failed frames per participant, by direction and exception class."),
+            ("failing", GaugeMetricFamily, ("direction",),
+             "Streams of the participant failing now, by direction."),
+        )
+        for key, cls, labels, doc in families:
+            suffix = "streams_failing" if key == "failing" else key
+            family = cls(self._name(f"participant_{suffix}"), doc,
+                         labels=["participant", *labels])
+            rows = per.get(key)
+            for row in rows if isinstance(rows, list) else ():
+                value = _num(row.get("value")) if isinstance(row, Mapping) else None
+                if value is None:
+                    continue
+                family.add_metric([_label(row.get(k)) for k in ("participant", *labels)],
+                                  value)
+            yield family
+        value = _num(per.get("labelled"))
+        if value is not None:
+            yield GaugeMetricFamily(self._name("participants_labelled"),
+                                    "Participants with a participant label of their own "
+                                    "(the others are counted as \"_other\").", value=value)
 
     def _latency(self, stats: Mapping[str, Any]) -> Metric | None:
         bounds = stats.get("latency_buckets_s")

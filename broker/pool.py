@@ -25,7 +25,8 @@ from typing import Any
 
 from framecrypt.batch import BatchResult, FrameBatch, RingBatch
 from framecrypt.batch import drop_pieces as _drop_pieces
-from framecrypt.broker.events import EventHub, PoolEvent
+from framecrypt.broker.events import EventHub, HealthHub, ParticipantHealth, PoolEvent
+from framecrypt.broker.health import ParticipantStats
 from framecrypt.broker.inline import InlineSealer
 from framecrypt.broker.keydir import KeyDirectory
 from framecrypt.broker.ledger import LATENCY_BUCKETS_S, Ledger, SlotBook
@@ -46,7 +47,7 @@ from framecrypt.errors import (
 from framecrypt.frame import Frame
 from framecrypt.workers.engine import EngineConfig
 
-__all__ = ["LATENCY_BUCKETS_S", "Pool", "PoolEvent"]
+__all__ = ["LATENCY_BUCKETS_S", "ParticipantHealth", "ParticipantStats", "Pool", "PoolEvent"]
 
 _KDFS = (None, "pbkdf2", "hkdf")
 
@@ -72,6 +73,11 @@ def _finish(fut: asyncio.Future[None], g: Group, batch: FrameBatch) -> None:
 def _participant(p: object) -> str:
     if not isinstance(p, str):
         raise InvalidArgument("participant must be a str")
+    if not p.isascii():  # a lone surrogate cannot be hashed to its worker or sent
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument("participant must be valid Unicode text") from None
     return p
 
 
@@ -117,6 +123,8 @@ class Pool:
                                     sframe_suite=s.sframe.suite if sframe else None,
                                     counter_iv=counter_iv)
         self._events = EventHub(led.counters)
+        self._health = HealthHub(led.counters)
+        led.health.on_change = self._health.emit
         #: the machinery (ledger, sockets, workers): a seam for tools and tests
         self.service = BrokerService(s, cfg, led, self._keys, self._placement,
                                   InlineSealer(cfg, epoch), self._events, epoch)
@@ -290,6 +298,7 @@ class Pool:
         self._check_open()
         pidx = self._ledger.participant(_participant(participant))
         await self._control(pidx, "remove", (pidx,))
+        self._ledger.health.removed(pidx)  # its metrics label goes to the next one
 
     def _control(self, pidx: int, op: str, args: tuple[Any, ...],
                  then: Callable[[], None] | None = None) -> asyncio.Future[list[Any]]:
@@ -320,6 +329,24 @@ class Pool:
         """Participant events as an async iterator (bounded: the oldest are dropped and
         counted when nobody reads)."""
         return self._events.stream(lambda: self._closed)
+
+    def on_health(self, callback: Callable[[ParticipantHealth], None]) -> None:
+        """Call ``callback(event)`` on the event loop when a stream of a participant
+        turns failing or recovers (:class:`ParticipantHealth`; never per frame)."""
+        self._health.add(callback)
+
+    def health_events(self) -> AsyncIterator[ParticipantHealth]:
+        """:class:`ParticipantHealth` transitions as a bounded async iterator."""
+        return self._health.stream(lambda: self._closed)
+
+    def participant_stats(self, participant: str | None = None
+                          ) -> dict[str, ParticipantStats]:
+        """Frames ok/failed by error class per participant and per stream (direction
+        ``seal``/``open`` and SSRC), with its state and metrics label: every
+        participant with an outcome, or only ``participant``. No key material."""
+        if participant is not None:
+            _participant(participant)
+        return self._ledger.health.participant_stats(participant)
 
     # --- frames --------------------------------------------------------------------------
 
@@ -463,6 +490,8 @@ class Pool:
                 if err is not None:
                     for i in range(lo, n):
                         led.fail_now(group, i, err)
+                    led.health.fail_range(led.participant(name), op, batch.ssrcs, batch.codecs,
+                                          lo, n, type(err).__name__)
                     break
             self.service.place(name, batch, offsets, lo, hi, op, group)
         await fut
@@ -530,4 +559,7 @@ class Pool:
             # pool-path latency (submit -> outcome), counts per upper bound in seconds
             "latency_buckets_s": list(LATENCY_BUCKETS_S),
             "latency_counts": list(led.latency),
+            # per participant (bounded: labelled ones and "_other", see broker/health.py)
+            "streams_failing": sum(led.health.failing.values()),
+            "participant_metrics": led.health.metrics(),
         }

@@ -220,11 +220,16 @@ class SFrameSettings(_Section):
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings(_Section):
-    """``[metrics]``: the HTTP metrics endpoint."""
+    """``[metrics]``: the HTTP metrics endpoint, per-participant counts and health."""
 
     SECTION: ClassVar[str] = "metrics"
     http_port: int = _f(0, "int", lo=0, hi=65535, note="0 = off")
     http_addr: str = _f("127.0.0.1", "host")
+    participant_labels: int = _f(100, "int", lo=0, hi=10000,
+                                 note='the rest are counted as participant="_other"')
+    label_max_chars: int = _f(64, "int", lo=16, hi=256)
+    streams_per_participant: int = _f(16, "int", lo=1, hi=1024)
+    recover_after_frames: int = _f(8, "int", lo=1, hi=1000000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ SANS_IO = [
     "framecrypt.broker.batcher",
     "framecrypt.broker.keydir",
     "framecrypt.broker.placement",
+    "framecrypt.broker.health",
     "framecrypt.transports.wire",
     "framecrypt.transports.to_worker",
     "framecrypt.transports.to_broker",

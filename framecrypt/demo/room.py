@@ -562,5 +562,6 @@ def snapshot(participants: list[Participant], pool: Any, relay: dict[str, Any],
                  "frames_inline": st["frames_inline"], "frames_pool": st["frames_pool"],
                  "bytes_out": st["bytes_out"], "errors": st["errors_by_reason"],
                  "workers": len(st["workers"])},
+        "health": pool.participant_stats(),
         "relay": relay,
     }

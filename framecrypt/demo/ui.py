@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from framecrypt.progress import participants_table
 
 
 def _fmt_psnr(v: float | None) -> str:
@@ -31,7 +33,7 @@ def render(snap: dict[str, Any], rate: float | None = None, title: str = "") -> 
                   str(p["failed"]), style=style)
     pool = snap["pool"]
     relay = snap.get("relay") or {}
-    lines = [
+    lines: list[RenderableType] = [
         Text.assemble(("pool ", "bold"),
                       f"{pool['workers']} workers · {pool['frames_ok']} frames ok"
                       + (f" · {rate:,.0f} frames/s" if rate is not None else "")
@@ -45,6 +47,10 @@ def render(snap: dict[str, Any], rate: float | None = None, title: str = "") -> 
                       f"{relay.get('frames_decodable', 0)} decodable (it has no keys)"),
         Text(f"{snap['elapsed']:.1f} / {snap['duration']:.0f} s", style="dim"),
     ]
+    health = snap.get("health")  # pool.participant_stats(): per stream ok/failed/why
+    if health:
+        lines.insert(0, participants_table(health, max_rows=12, title=(
+            "pool, per stream (X: frames X sends, sealed; X<-Y: frames X opens from Y)")))
     return Group(t, *lines)
 
 
