@@ -217,6 +217,8 @@ class Pool:
         The derivation runs in the participant's worker, never on the event loop."""
         self._check_open()
         name = _participant(participant)
+        if self.format == "dave":
+            raise InvalidParameter("a DAVE pool is keyed with set_dave_key")
         if not isinstance(material, bytes | str) or not material:
             raise InvalidKeyMaterial("key material must be non-empty str or bytes")
         if type(index) is not int:
@@ -225,8 +227,6 @@ class Pool:
                              self.settings.livekit.keyring_size):
             raise InvalidParameter("key index out of the key ring")
         if kdf is not None and not isinstance(kdf, str):
-        if self.format == "dave":
-            raise InvalidParameter("a DAVE pool is keyed with set_dave_key")
             raise InvalidArgument("kdf must be None or a str")
         if kdf not in _KDFS:
             raise InvalidParameter("kdf must be None, 'pbkdf2' or 'hkdf'")
@@ -237,14 +237,6 @@ class Pool:
                                              if isinstance(material, bytes) else material,
                                              kdf, 0, make_current))
 
-    async def ratchet_key(self, participant: str, index: int | None = None) -> int:
-        """Ratchet a participant's key one step (as livekit's ``ratchetKey``); returns
-        the new generation."""
-        self._check_open()
-        pidx = self._ledger.participant(_participant(participant))
-        if index is None:
-            index = self._keys.current(pidx)
-            if index is None:
     async def set_dave_key(self, participant: str, epoch: int, base_secret: bytes) -> None:
         """DAVE (``format="dave"``): sender ``participant``'s base secret in MLS epoch
         ``epoch`` (16 bytes: :func:`framecrypt.dave.base_secret` of the epoch's exporter
@@ -285,6 +277,14 @@ class Pool:
         await self._control(pidx, "dave_passthrough", (pidx, name, enabled),
                             lambda: self._keys.set_dave_passthrough(pidx, name, enabled))
 
+    async def ratchet_key(self, participant: str, index: int | None = None) -> int:
+        """Ratchet a participant's key one step (as livekit's ``ratchetKey``); returns
+        the new generation."""
+        self._check_open()
+        pidx = self._ledger.participant(_participant(participant))
+        if index is None:
+            index = self._keys.current(pidx)
+            if index is None:
                 raise UnknownKey(0)
         elif type(index) is not int:
             raise InvalidArgument("key index must be an int")
@@ -307,6 +307,8 @@ class Pool:
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
 
         def done(_: Control, result: list[Any] | None, err: BaseException | None) -> None:
+            if err is None and then is not None:
+                then()
             if not fut.done():
                 if err is not None:
                     fut.set_exception(err)
@@ -316,8 +318,6 @@ class Pool:
         self._ledger.control(pidx, op, args, done)
         self.service.schedule_flush()
         return fut
-            if err is None and then is not None:
-                then()
 
     # --- events --------------------------------------------------------------------------
 
