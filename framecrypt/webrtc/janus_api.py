@@ -234,18 +234,19 @@ class JanusSession:
 
     async def _read(self) -> None:
         reason = "connection closed"
+        protocol = False
         try:
             async for raw in self.ws:
                 self._dispatch(raw)
         except ConnectionClosed:
             pass
         except JanusProtocolError as e:
-            reason = str(e)
+            reason, protocol = e.reason, True
         except asyncio.CancelledError:
             reason = "session closed"
             raise
         finally:
-            self._fail_all(reason)
+            self._fail_all(reason, protocol)
 
     def _dispatch(self, raw: str | bytes) -> None:
         try:
@@ -265,8 +266,9 @@ class JanusSession:
             if not fut.done():
                 fut.set_result(msg)
             return
-        if kind == "timeout":
-            raise JanusProtocolError("session timed out at the server")
+        if kind == "timeout":  # Janus dropped the session (no keepalive in time)
+            self._fail_all("session timed out at the server")
+            return
         if kind in PLUGIN_EVENTS:
             sender = msg.get("sender")
             handle = self.handles.get(sender) if isinstance(sender, int) else None
@@ -282,13 +284,16 @@ class JanusSession:
             return
         log.debug("janus: unsolicited %s ignored: %s", kind, msg)
 
-    def _fail_all(self, reason: str) -> None:
+    def _fail_all(self, reason: str, protocol: bool = False) -> None:
+        """Close, and fail every pending request: :class:`JanusProtocolError` when the
+        server sent something the API does not define, else :class:`JanusClosed`."""
         if not self.closed:
             self.closed = True
             self.close_reason = reason
         for fut, _final, name in list(self._pending.values()):
             if not fut.done():
-                fut.set_exception(JanusClosed(f"{reason} ({name})"))
+                fut.set_exception(JanusProtocolError(reason.removeprefix("malformed: "), name)
+                                  if protocol else JanusClosed(f"{reason} ({name})"))
         self._pending.clear()
         if self.on_closed is not None:
             cb, self.on_closed = self.on_closed, None
