@@ -183,7 +183,7 @@ def test_record_cli_sigint_leaves_valid_files(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "framecrypt", "record", "--relay", relay.address,
              "--room", ",".join(room), "--key-file", str(keys), "--out", str(out),
-             "--workers", "1", "--no-progress"],
+             "--workers", "1", "--progress"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         manifest = out / "manifest.json"
@@ -209,6 +209,8 @@ def test_record_cli_sigint_leaves_valid_files(tmp_path: Path) -> None:
     m = json.loads(manifest.read_text())
     assert m["stopped"] == "interrupted" and m["ended_at"] is not None
     assert "stopped: interrupted" in stdout
+    # the live view (--progress): the recording and the pool's streams
+    assert "recording to" in stderr and "frames opened in the pool" in stderr, stderr
     _check_files(m, out, room)
     for name in room:
         assert m["participants"][name]["files"][0]["ended_at_s"] is not None

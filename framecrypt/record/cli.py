@@ -25,10 +25,16 @@ from .errors import KeyFileError, RecordError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--relay", metavar="HOST:PORT", required=True,
-                   help="the demo relay to join (python -m framecrypt.demo.relay)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--relay", metavar="HOST:PORT",
+                       help="the demo relay to join (python -m framecrypt.demo.relay)")
+    where.add_argument("--janus", metavar="URL",
+                       help="a Janus WebSocket API (ws://HOST:PORT) to join, with --room-id")
     p.add_argument("--room", required=True, metavar="A,B,...",
-                   help="the relay's roster of senders (its --senders), in order")
+                   help="the participants to record (relay: its --senders roster, in "
+                        "order; Janus: publisher display names), whose keys are set")
+    p.add_argument("--room-id", type=int, default=1234, help="the Janus VideoRoom (1234)")
+    p.add_argument("--ice-address", help="Janus: the local address to offer ICE on")
     p.add_argument("--out", metavar="DIR", default="recording", help="output folder")
     keys = p.add_mutually_exclusive_group(required=True)
     keys.add_argument("--passphrase", help="one passphrase for every participant")
@@ -42,9 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle-timeout", type=float, default=3.0,
                    help="seconds without frames before a participant's file is finished")
     p.add_argument("--workers", type=int, default=2, help="crypto worker processes (2)")
-    p.add_argument("--name", default="recorder", help="the recorder's name at the relay")
+    p.add_argument("--name", default="recorder", help="the recorder's name in the room")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress line per second (default: when stderr is a terminal)")
+                   help="live progress on stderr (default: when stderr is a terminal)")
 
 
 async def record(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, Any]:
@@ -53,6 +59,7 @@ async def record(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, Any
     from .keyfile import KeyFile
     from .relay_source import RelaySource
     from .session import Recorder
+    from .source import RoomSource
 
     room = [n for n in args.room.split(",") if n]
     # a key that changes under a stream fails frames until the new one is known:
@@ -70,7 +77,14 @@ async def record(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, Any
                 raise KeyFileError(f"environment variable {args.key_env} is empty")
             for name in room:
                 await pool.set_key(name, material)
-        source = RelaySource(args.relay, room, name=args.name)
+        source: RoomSource
+        if args.janus:
+            from .janus_source import JanusSource
+
+            source = JanusSource(args.janus, args.room_id, display=args.name,
+                                 ice_address=args.ice_address)
+        else:
+            source = RelaySource(args.relay, room, name=args.name)
         rec = Recorder(pool, source, args.out, manifest_path=args.manifest,
                        idle_timeout_s=args.idle_timeout)
         progress = asyncio.create_task(_progress(rec)) if _show_progress(args) else None
@@ -88,15 +102,37 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return bool(sys.stderr.isatty() if args.progress is None else args.progress)
 
 
+def render(rec: Any) -> Any:
+    """The live view: the recording per participant, then the pool's frames opened
+    and failed per stream (:func:`framecrypt.progress.participants_table`)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from framecrypt.progress import display_name, participants_table
+
+    t = Table(title=f"recording to {rec.out_dir}/ ({rec.source.kind})", title_justify="left")
+    for col in ("participant", "state", "file", "video", "audio", "rejected", "key"):
+        t.add_column(col, justify="left" if col in ("participant", "state", "file")
+                     else "right")
+    for name, s in rec.snapshot().items():
+        t.add_row(Text(display_name(name)), s["state"], Text(s["file"] or "-"),
+                  str(s["video"]), str(s["audio"]), str(s["rejected"]),
+                  "-" if s["key_index"] is None else str(s["key_index"]),
+                  style="red" if s["rejected"] and not s["frames_written"] else None)
+    return Group(t, participants_table(rec.pool.participant_stats(),
+                                       title="frames opened in the pool, per stream"))
+
+
 async def _progress(rec: Any) -> None:
-    while True:
-        await asyncio.sleep(1.0)
-        snap = rec.snapshot()
-        line = "  ".join(f"{n}: {s['video']}v/{s['audio']}a"
-                         + (f" rejected {s['rejected']}" if s["rejected"] else "")
-                         + (f" key {s['key_index']}" if s["key_index"] is not None else "")
-                         + f" ({s['state']})" for n, s in snap.items())
-        print(f"recording: {line or 'waiting for publishers'}", file=sys.stderr, flush=True)
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live(render(rec), console=Console(stderr=True), refresh_per_second=2,
+              transient=False) as live:
+        while True:
+            await asyncio.sleep(1.0)
+            live.update(render(rec))
 
 
 def run(args: argparse.Namespace) -> int:
