@@ -1,41 +1,23 @@
-"""A test DAVE voice gateway (the MLS external sender) driving members of three
-implementations through the binary opcodes 25-30: davey (Rust, OpenMLS), dave-py
-(Discord's libdave over mlspp) and framecrypt's :class:`DaveMember` (rfc9420).
-
-Wire formats: ../shared/reference/dave.md ("Forming a test group"). The gateway signs
-Add/Remove proposals, tracks leaf indices (an Add takes the leftmost free leaf, RFC 9420
-§7.7; a Remove blanks one; the tree shrinks past trailing blanks), sends every existing
-member the proposals, takes the first commit returned (members in join order), announces
-it to everyone and hands the Welcome to the joiners.
+"""A test DAVE voice gateway driving members of three implementations through the
+binary opcodes 25-30: davey (Rust, OpenMLS), dave-py (Discord's libdave over mlspp) and
+framecrypt's :class:`DaveMember` (rfc9420). framecrypt.keys.dave_external signs the
+proposals and keeps the roster; the gateway sends every existing member the proposals,
+takes the first commit returned (members in join order), announces it to everyone and
+hands the Welcome to the joiners. Wire formats: ../shared/reference/dave.md.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from dave_helpers import Gateway as _Signer
-from dave_helpers import vec
-
 from framecrypt.keys import mls_wire
+from framecrypt.keys.dave_external import ExternalSender, Roster, proposals_payload
 from framecrypt.keys.dave_group import DaveMember
 from framecrypt.workers.dave import ratchet, receiver, sender
 
 # dave-py's codec numbers (libdave Codec enum) and davey's
 DAVE_CODECS = {"opus": 1, "vp8": 2, "vp9": 3, "h264": 4, "h265": 5, "av1": 6}
-
-
-class Signer(_Signer):
-    def remove_proposal(self, epoch: int, leaf: int) -> bytes:
-        content = (vec(struct.pack(">Q", self.channel_id)) + struct.pack(">Q", epoch)
-                   + b"\x02" + struct.pack(">I", 0) + b"\x00" + b"\x02"
-                   + b"\x00\x03" + struct.pack(">I", leaf))
-        tbs = vec(b"MLS 1.0 FramedContentTBS") + vec(b"\x00\x01\x00\x01" + content)
-        sig = self._key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-        return b"\x00\x01\x00\x01" + content + vec(sig)
 
 
 class Davey:
@@ -196,14 +178,18 @@ class Call:
     """The gateway's view of one call."""
 
     channel: int
-    signer: Signer = field(init=False)
+    signer: ExternalSender = field(init=False)
     epoch: int = 0
-    leaves: list[int | None] = field(default_factory=list)  # leaf index -> user id
+    roster: Roster = field(default_factory=Roster)
     members: dict[int, Any] = field(default_factory=dict)  # user id -> member adapter (in group)
     committers: list[str] = field(default_factory=list)  # kind of each transition's committer
 
     def __post_init__(self) -> None:
-        self.signer = Signer(self.channel)
+        self.signer = ExternalSender(self.channel)
+
+    @property
+    def leaves(self) -> list[int | None]:
+        return self.roster.leaves
 
     @property
     def recognized(self) -> set[int]:
@@ -224,36 +210,25 @@ class Call:
         then Add proposals for ``add``."""
         add = list(add)
         for m in add:
-            m.external_sender(self.signer.external_sender_package())
+            m.external_sender(self.signer.package())
         self._joining = {m.user_id for m in add}
         kps = [m.key_package() for m in add]
         if not self.members:  # a new call: the first newcomer creates the group
             first = add.pop(0)
             self.members[first.user_id] = first
-            self._place(first.user_id)
+            self.roster.add(first.user_id)
             kps = kps[1:]
-        props = b""
+        props = []
         for user_id in remove:
-            leaf = self.leaves.index(user_id)
-            props += self.signer.remove_proposal(self.epoch, leaf)
+            props.append(self.signer.remove(self.epoch, self.roster.remove(user_id)))
             self.members.pop(user_id)
-            self.leaves[leaf] = None
-        while self.leaves and self.leaves[-1] is None:
-            self.leaves.pop()
-        props += b"".join(self.signer.add_proposal(self.epoch, kp) for kp in kps)
+        props += [self.signer.add(self.epoch, kp) for kp in kps]
         for m in add:
-            self._place(m.user_id)
-        self._transition(props, joiners=add)
+            self.roster.add(m.user_id)
+        self._transition(proposals_payload(*props), joiners=add)
         self._joining = set()
 
-    def _place(self, user_id: int) -> None:
-        if None in self.leaves:
-            self.leaves[self.leaves.index(None)] = user_id
-        else:
-            self.leaves.append(user_id)
-
-    def _transition(self, props: bytes, joiners: list[Any]) -> None:
-        payload = b"\x00" + vec(props)
+    def _transition(self, payload: bytes, joiners: list[Any]) -> None:
         chosen: bytes | None = None
         committer = None
         for m in list(self.members.values()):

@@ -1,4 +1,5 @@
-"""A minimal DAVE voice gateway (the MLS external sender) for the media-layer tests.
+"""A two-member DAVE group for the media-layer tests (framecrypt.keys.dave_external is
+the external sender).
 
 It forms a two-member group: a davey member commits the Add of a dave-py member, which
 joins from the Welcome. Wire formats: ../shared/reference/dave.md ("Forming a test group").
@@ -12,50 +13,10 @@ against a frame that sender sealed. Linux only (/proc/self/mem).
 from __future__ import annotations
 
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-
-def mls_varint(n: int) -> bytes:
-    if n < 1 << 6:
-        return bytes([n])
-    if n < 1 << 14:
-        return struct.pack(">H", 0x4000 | n)
-    return struct.pack(">I", 0x80000000 | n)
-
-
-def vec(data: bytes) -> bytes:
-    return mls_varint(len(data)) + data
-
-
-class Gateway:
-    """The external sender: signs Add proposals for one channel."""
-
-    def __init__(self, channel_id: int) -> None:
-        self.channel_id = channel_id
-        self._key = ec.generate_private_key(ec.SECP256R1())
-
-    def external_sender_package(self) -> bytes:
-        pub = self._key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-        return vec(pub) + b"\x00\x01" + vec(b"\x00\x01\x01\x00")
-
-    def add_proposal(self, epoch: int, key_package: bytes) -> bytes:
-        content = (
-            vec(struct.pack(">Q", self.channel_id))
-            + struct.pack(">Q", epoch)
-            + b"\x02" + struct.pack(">I", 0)  # sender: external, index 0
-            + b"\x00"  # no authenticated data
-            + b"\x02"  # content type: proposal
-            + b"\x00\x01" + key_package  # Add
-        )
-        tbs = vec(b"MLS 1.0 FramedContentTBS") + vec(b"\x00\x01\x00\x01" + content)
-        sig = self._key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-        return b"\x00\x01\x00\x01" + content + vec(sig)
+from framecrypt.keys.dave_external import ExternalSender, proposals_payload
 
 
 @dataclass
@@ -70,17 +31,18 @@ def form_group(davey_id: int = 1111, dave_id: int = 2222, channel: int = 77) -> 
     import dave
     import davey
 
-    gw = Gateway(channel)
+    gw = ExternalSender(channel)
     a = davey.DaveSession(1, davey_id, channel)
-    a.set_external_sender(gw.external_sender_package())
+    a.set_external_sender(gw.package())
     a.get_serialized_key_package()
     b = dave.Session()
     b.init(1, channel, str(dave_id))
-    b.set_external_sender(gw.external_sender_package())
+    b.set_external_sender(gw.package())
     kp = b.get_marshalled_key_package()
     assert kp is not None
-    proposal = gw.add_proposal(0, kp)
-    cw = a.process_proposals(davey.ProposalsOperationType.append, vec(proposal), [dave_id])
+    proposal = gw.add(0, bytes(kp))
+    cw = a.process_proposals(davey.ProposalsOperationType.append,
+                             proposals_payload(proposal)[1:], [dave_id])
     assert cw is not None and cw.welcome is not None
     a.process_commit(cw.commit)
     roster = b.process_welcome(cw.welcome, {str(davey_id), str(dave_id)})

@@ -13,11 +13,11 @@ import struct
 
 import pytest
 from dave_gateway import Call, DavePy, Davey, Framecrypt
-from dave_helpers import vec
 
 from framecrypt.keys import dave_codes, mls_wire
 from framecrypt.keys.dave_group import DaveMember
 from framecrypt.keys.errors import MlsError
+from framecrypt.keys.mls_wire import vec
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -183,13 +183,13 @@ def test_forged_and_misdirected_proposals_are_refused() -> None:
     call, f, a = _formed()
     other = Call(CHANNEL)  # a different gateway key
     kp = DavePy(23, CHANNEL).key_package()
-    forged = other.signer.add_proposal(f.member.epoch or 0, kp)
+    forged = other.signer.add(f.member.epoch or 0, kp)
     with pytest.raises(MlsError):
         f.member.process_proposals(b"\x00" + vec(forged), {21, 22, 23})
-    stale = call.signer.add_proposal(0, kp)  # last epoch's
+    stale = call.signer.add(0, kp)  # last epoch's
     with pytest.raises(MlsError, match="wrong epoch"):
         f.member.process_proposals(b"\x00" + vec(stale), {21, 22, 23})
-    good = call.signer.add_proposal(f.member.epoch or 0, kp)
+    good = call.signer.add(f.member.epoch or 0, kp)
     with pytest.raises(MlsError, match="unrecognized"):
         f.member.process_proposals(b"\x00" + vec(good), {21, 22})
     assert f.member.rejected["proposals"] == 3
@@ -199,8 +199,8 @@ def test_forged_and_misdirected_proposals_are_refused() -> None:
 def test_tampered_commit_and_welcome_are_refused_without_harm() -> None:
     call, f, a = _formed()
     d = DavePy(24, CHANNEL)
-    d.external_sender(call.signer.external_sender_package())
-    props = b"\x00" + vec(call.signer.add_proposal(1, d.key_package()))
+    d.external_sender(call.signer.package())
+    props = b"\x00" + vec(call.signer.add(1, d.key_package()))
     f.member.process_proposals(props, {21, 22, 24})
     out = a.proposals(props, {21, 22, 24})
     assert out is not None
@@ -233,3 +233,24 @@ def test_member_api_refuses_out_of_state_use() -> None:
     with pytest.raises(MlsError):
         DaveMember(-1, 2)
     assert "DaveMember(user=1" in repr(m) and struct.pack(">Q", 1).hex() not in repr(m)
+
+
+def test_external_sender_and_roster() -> None:
+    from framecrypt.keys.dave_external import ExternalSender, Roster
+
+    gw = ExternalSender(9)
+    kp = Framecrypt(1, 9).key_package()
+    with pytest.raises(MlsError):
+        gw.add(0, kp[:-1])  # cut
+    with pytest.raises(MlsError):
+        gw.add(0, kp + b"\x00")  # trailing
+    assert "ExternalSender(channel=9)" == repr(gw)
+    r = Roster()
+    assert [r.add(u) for u in (10, 11, 12, 13)] == [0, 1, 2, 3]
+    assert r.remove(11) == 1 and r.remove(13) == 3
+    assert r.leaves == [10, None, 12]  # trailing blanks truncated
+    assert r.add(14) == 1 and r.add(15) == 3  # leftmost free leaf, then the end
+    with pytest.raises(MlsError):
+        r.add(14)
+    with pytest.raises(MlsError):
+        r.remove(99)
