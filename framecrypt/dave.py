@@ -113,11 +113,11 @@ def seal(frame: BytesLike, *, codec: str, nonce: int, base_secret: BytesLike | N
         rewritten, ranges = _h26x.h26x_frame(codec, data)
         for attempt in range(_h26x.MAX_ATTEMPTS):
             n = nonce + attempt
-            sealed = _frame.seal(r.key(n >> 24), n, rewritten, ranges)
+            sealed = _frame.seal(r.aead(n >> 24), n, rewritten, ranges)
             if not _h26x.has_start_code_leak(sealed, ranges):
                 return sealed
         raise DroppedFrame("every H.26x sealing attempt held a start code")
-    key = r.key(nonce >> 24)
+    key = r.aead(nonce >> 24)
     if codec == "av1":
         rewritten_av1, av1_ranges = _frame.av1_frame(data)
         return _frame.seal(key, nonce, rewritten_av1, av1_ranges)
@@ -137,7 +137,7 @@ def open(frame: BytesLike, *, base_secret: BytesLike | None = None,
     r = _ratchet(base_secret, ratchet)
     f = _footer.parse(data)
     try:
-        key = r.key(f.generation)
+        key = r.aead(f.generation)
     except InvalidParameter:  # a generation this ratchet erased
         raise DroppedFrame("DAVE frame of an erased generation") from None
     return _frame.open_parsed(key, data, f)

@@ -29,6 +29,7 @@ import hmac
 from dataclasses import dataclass, field
 
 from framecrypt.errors import CounterExhausted, DroppedFrame, InvalidParameter, UnknownKey
+from framecrypt.workers.native import Gcm
 
 from . import frame, h26x, nonces
 from .ratchet import BASE_SECRET_BYTES, KeyRatchet
@@ -58,15 +59,16 @@ class _Epoch:
     ratchet: KeyRatchet = field(repr=False)
     skew: int = 0
     generation: int = -1
-    key: bytes = field(default=b"", repr=False)
+    key: Gcm | None = field(default=None, repr=False)
 
-    def key_for(self, big: int) -> bytes:
+    def key_for(self, big: int) -> Gcm:
         gen = big >> nonces.GENERATION_SHIFT
         if gen != self.generation:
             if self.generation >= 0 and gen > self.generation:
                 self.ratchet.erase(self.generation)
-            self.key = self.ratchet.key(gen)
+            self.key = self.ratchet.aead(gen)
             self.generation = gen
+        assert self.key is not None
         return self.key
 
 

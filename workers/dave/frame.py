@@ -7,7 +7,8 @@ back in place of the plaintext bytes (the clear ranges stay where they were), th
 footer (:mod:`.footer`) with the GCM tag truncated to its first 8 bytes.
 
 Opening is codec-agnostic: the ranges come from the footer. The 8-byte tag is checked
-with the whole-tag AES-GCM object (one cached per key, the extension's when it runs):
+with a whole-tag AES-GCM object (KeyRatchet.aead: one per generation, the extension's
+when it runs):
 the ciphertext is decrypted by GCM-encrypting it (GCM's encryption is the CTR keystream
 from the same counter block), the plaintext sealed again, and the first 8 bytes of that
 tag compared in constant time with the footer's; only then is the plaintext returned.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections import OrderedDict
 from typing import Final
 
 from framecrypt.errors import (
@@ -135,21 +135,14 @@ def _interleave(ranges: footer.Ranges, clear: bytes, other: bytes) -> bytearray:
     return out
 
 
-_AEADS: OrderedDict[bytes, Gcm] = OrderedDict()
-AEAD_CACHE = 256
+Key = bytes | Gcm  # a generation's key, or its AES-GCM object (KeyRatchet.aead)
 
 
-def _aead(key: bytes) -> Gcm:
-    """The AES-128-GCM object of ``key`` (a small LRU: generation keys are reused for up
-    to 2^24 frames)."""
-    found = _AEADS.get(key)
-    if found is None:
-        if len(key) != 16:
-            raise InvalidKeyMaterial("a DAVE frame key is 16 bytes (AES-128)")
-        found = _AEADS[key] = aesgcm(bytes(key))
-        if len(_AEADS) > AEAD_CACHE:
-            _AEADS.popitem(last=False)
-    return found
+def _aead(key: Key) -> Gcm:
+    if isinstance(key, bytes | bytearray):
+        _check_key(key)
+        return aesgcm(bytes(key))
+    return key
 
 
 def _check_key(key: bytes) -> None:
@@ -157,7 +150,7 @@ def _check_key(key: bytes) -> None:
         raise InvalidKeyMaterial("a DAVE frame key is 16 bytes (AES-128)")
 
 
-def seal(key: bytes, truncated_nonce: int, frame: BytesLike,
+def seal(key: Key, truncated_nonce: int, frame: BytesLike,
          ranges: footer.Ranges = ()) -> bytes:
     """Seal ``frame`` leaving ``ranges`` clear (and authenticated)."""
     aead = _aead(key)
@@ -171,7 +164,7 @@ def seal(key: bytes, truncated_nonce: int, frame: BytesLike,
     return bytes(body) + footer.serialize(sealed[-16:-8], truncated_nonce, ranges)
 
 
-def seal_codec(key: bytes, truncated_nonce: int, codec: str, frame: BytesLike) -> bytes:
+def seal_codec(key: Key, truncated_nonce: int, codec: str, frame: BytesLike) -> bytes:
     """Seal ``frame`` with the unencrypted ranges ``codec`` calls for (for AV1, the frame
     as :func:`av1_frame` rewrites it: what the receiver opens)."""
     if codec == "av1":
@@ -182,7 +175,7 @@ def seal_codec(key: bytes, truncated_nonce: int, codec: str, frame: BytesLike) -
     return seal(key, truncated_nonce, frame, unencrypted_ranges(codec, frame))
 
 
-def seal_h26x(key: bytes, first_nonce: int, codec: str, frame: BytesLike) -> tuple[bytes, int]:
+def seal_h26x(key: Key, first_nonce: int, codec: str, frame: BytesLike) -> tuple[bytes, int]:
     """Seal an H.264/H.265 frame, retrying with the next nonce while the result would hold
     a start code; returns the sealed frame and the nonce it used. ``DroppedFrame`` if
     all :data:`h26x.MAX_ATTEMPTS` attempts leak one."""
@@ -195,17 +188,17 @@ def seal_h26x(key: bytes, first_nonce: int, codec: str, frame: BytesLike) -> tup
     raise DroppedFrame("every H.26x sealing attempt held a start code")
 
 
-def open_frame(key: bytes, frame: BytesLike) -> bytes:
+def open_frame(key: Key, frame: BytesLike) -> bytes:
     """Open a sealed frame; :class:`MalformedFrame` for a bad footer,
     :class:`AuthenticationFailed` when it does not authenticate under ``key``."""
-    _check_key(key)
+    key = _aead(key)
     f = footer.parse(frame)
     return open_parsed(key, frame, f)
 
 
-def open_parsed(key: bytes, frame: BytesLike, f: footer.Footer) -> bytes:
+def open_parsed(key: Key, frame: BytesLike, f: footer.Footer) -> bytes:
     """Open ``frame`` whose footer is already parsed as ``f``."""
-    aead = _aead(key)
+    aead = _aead(key)  # (once per frame for raw keys: pass KeyRatchet.aead objects)
     nonce = gcm_nonce(f.nonce)
     if not f.ranges:
         cipher: BytesLike = memoryview(frame)[: f.body_len]

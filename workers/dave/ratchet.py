@@ -19,6 +19,7 @@ import hmac
 import struct
 
 from framecrypt.errors import InvalidKeyMaterial, InvalidParameter
+from framecrypt.workers.native import Gcm, aesgcm
 
 EXPORTER_LABEL = b"Discord Secure Frames v0"
 BASE_SECRET_BYTES = 16
@@ -70,7 +71,7 @@ def base_secret(exporter_secret: bytes, user_id: int) -> bytes:
 class KeyRatchet:
     """The keys of one sender, by generation; the repr never shows a secret."""
 
-    __slots__ = ("_keys", "_next_generation", "_next_secret")
+    __slots__ = ("_aeads", "_keys", "_next_generation", "_next_secret")
 
     def __init__(self, base_secret: bytes) -> None:
         if len(base_secret) != BASE_SECRET_BYTES:
@@ -78,6 +79,7 @@ class KeyRatchet:
         self._next_secret = bytes(base_secret)
         self._next_generation = 0
         self._keys: dict[int, bytes] = {}
+        self._aeads: dict[int, Gcm] = {}
 
     def __repr__(self) -> str:
         return f"KeyRatchet(next_generation={self._next_generation})"
@@ -100,9 +102,17 @@ class KeyRatchet:
             self._next_generation += 1
         return self._keys[generation]
 
+    def aead(self, generation: int) -> Gcm:
+        """The AES-128-GCM object of ``generation``'s key (made once, dropped with it)."""
+        found = self._aeads.get(generation)
+        if found is None:
+            found = self._aeads[generation] = aesgcm(self.key(generation))
+        return found
+
     def erase(self, generation: int) -> None:
         """Forget the key of ``generation``."""
         self._keys.pop(generation, None)
+        self._aeads.pop(generation, None)
 
 
 def key_for_generation(base_secret: bytes, generation: int) -> bytes:

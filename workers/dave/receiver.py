@@ -88,7 +88,7 @@ class SenderKeys:
         if generation not in self._keys:
             self._keys[generation] = _FOREVER if generation >= self._newest else (
                 now + CRYPTOR_EXPIRY)
-        plain = frame.open_parsed(self._ratchet.key(generation), data, f)
+        plain = frame.open_parsed(self._ratchet.aead(generation), data, f)
         self.window.accept(big)
         if generation > self._newest:
             self._newest = generation

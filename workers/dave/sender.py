@@ -9,6 +9,7 @@ result would hold a start code takes the next nonce, at most ``h26x.MAX_ATTEMPTS
 from __future__ import annotations
 
 from framecrypt.errors import DroppedFrame
+from framecrypt.workers.native import Gcm
 
 from . import frame, h26x, nonces
 from .ratchet import KeyRatchet
@@ -34,7 +35,7 @@ class Sender:
         """The last truncated nonce used."""
         return self._nonce
 
-    def _next(self) -> tuple[bytes, int]:
+    def _next(self) -> tuple[Gcm, int]:
         self._nonce = (self._nonce + 1) & 0xFFFFFFFF
         generation = nonces.wrapped_generation(
             self._generation, self._nonce >> nonces.GENERATION_SHIFT
@@ -42,7 +43,7 @@ class Sender:
         if generation != self._generation:
             self._ratchet.erase(self._generation)
             self._generation = generation
-        return self._ratchet.key(generation), self._nonce
+        return self._ratchet.aead(generation), self._nonce
 
     def seal(self, codec: str, data: bytes | bytearray | memoryview) -> bytes:
         """The sealed frame (``UnsupportedCodec`` for a codec not in :data:`CODECS`)."""
