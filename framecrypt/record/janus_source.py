@@ -44,7 +44,8 @@ class JanusSource:
         self.create = create
         self.timeout = timeout
         self.room: JanusRoom | None = None
-        self.feeds: dict[int, str] = {}  # feed id -> display
+        self.feeds: dict[int, str] = {}  # feed id -> display, while publishing
+        self.feeds_seen: dict[int, str] = {}  # every feed subscribed to
         self._receivers: dict[tuple[str, str], Any] = {}
         self._stack = contextlib.AsyncExitStack()
         self._ended = asyncio.Event()
@@ -116,7 +117,7 @@ class JanusSource:
         room = self.room
         if room is None or pub.id in self.feeds or not pub.streams:
             return
-        self.feeds[pub.id] = pub.display
+        self.feeds[pub.id] = self.feeds_seen[pub.id] = pub.display
         sink = self._sink
         assert sink is not None
 
