@@ -74,8 +74,10 @@ def take_piece(ledger: Ledger, run: Run, a: int, b: int, res: bytes,
             g.errors += 1
             ledger.count_error(err)
             fails.append((k0 + k, type(err).__name__))
+    streams = run.streams  # frames per SSRC of the whole run: no counting again
     ledger.health.record(run.pidx, run.op, run.batch.ssrcs, run.batch.codecs, k0, k0 + count,
-                         single=next(iter(run.streams)) if len(run.streams) == 1 else None,
+                         streams={next(iter(streams)): count} if len(streams) == 1 else
+                         streams if count == len(run) else None,
                          fails=fails, skip=[run.lo + i for i in retry])
     lo = run.positions[a]
     if isinstance(run.positions, range):

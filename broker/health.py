@@ -204,17 +204,18 @@ class HealthBook:
     # --- outcomes ----------------------------------------------------------------------
 
     def record(self, pidx: int, op: int, ssrcs: array[int], codecs: bytes | bytearray,
-               lo: int, hi: int, *, single: int | None = None,
+               lo: int, hi: int, *, streams: Mapping[int, int] | None = None,
                fails: Sequence[tuple[int, str]] = (), skip: Sequence[int] = ()) -> None:
         """Frames ``[lo, hi)`` of a batch (its ``ssrcs``/``codecs`` columns) have their
         outcome: ``fails`` are ``(index, error class name)``, ``skip`` indexes have none
-        yet (they are recorded later), the rest are ok. ``single``: every frame of
-        the range is of this SSRC (the run knows it; no counting)."""
+        yet (they are recorded later), the rest are ok. ``streams``: frames of the
+        range per SSRC when the caller knows them (a run counted its own), else they
+        are counted here."""
         if hi <= lo:
             return
         p = self._part(pidx)
         direction = DIRECTIONS.get(op, OPEN)
-        counts: dict[int, int] = {single: hi - lo} if single is not None \
+        counts: dict[int, int] = dict(streams) if streams is not None \
             else Counter(ssrcs[lo:hi])
         for i in skip:
             counts[ssrcs[i]] -= 1
