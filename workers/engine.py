@@ -342,8 +342,9 @@ class Engine:
         cryptor = p.cryptor
         assert cryptor is not None
         try:
-            # (no hint: the frame type comes from the frame; the flag is the sender's)
-            return cryptor.decrypt(bytes(data), codec=codec)
+            # the frame type comes from the frame; the flag is a checked hint (tried
+            # second, for frames whose bytes do not carry their type)
+            return cryptor.decrypt(bytes(data), codec=codec, keyframe=keyframe)
         finally:
             for ev in cryptor.events():
                 if isinstance(ev, KeyRatcheted) and ev.on_decrypt:
@@ -395,7 +396,8 @@ class Engine:
         if ks is None:
             return None
         try:
-            return lkframe.open_frame(ks.aead, data, codec=codec, jitsi=self.jitsi)
+            return lkframe.open_frame(ks.aead, data, codec=codec, keyframe=keyframe,
+                                      jitsi=self.jitsi)
         except FramecryptError:
             return None
 
