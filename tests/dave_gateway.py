@@ -1,19 +1,16 @@
 """A test DAVE voice gateway driving members of three implementations through the
 binary opcodes 25-30: davey (Rust, OpenMLS), dave-py (Discord's libdave over mlspp) and
-framecrypt's :class:`DaveMember` (rfc9420). framecrypt.keys.dave_external signs the
-proposals and keeps the roster; the gateway sends every existing member the proposals,
-takes the first commit returned (members in join order), announces it to everyone and
-hands the Welcome to the joiners. Wire formats: ../shared/reference/dave.md.
+framecrypt's :class:`DaveMember` (rfc9420), all on framecrypt.keys.dave_call's
+in-process gateway: each transition's proposals go to every member (in join order, or
+as :meth:`Gateway.order` puts them), the first commit wins. Wire formats:
+../shared/reference/dave.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from framecrypt.keys import mls_wire
-from framecrypt.keys.dave_external import ExternalSender, Roster, proposals_payload
-from framecrypt.keys.dave_group import DaveMember
+from framecrypt.keys.dave_call import Gateway, LocalMember
 from framecrypt.workers.dave import ratchet, receiver, sender
 
 # dave-py's codec numbers (libdave Codec enum) and davey's
@@ -122,36 +119,25 @@ class DavePy:
         return bytes(out) if out is not None else None
 
 
-class Framecrypt:
-    kind = "framecrypt"
+class Framecrypt(LocalMember):
+    """framecrypt's member with the pure media layer keyed from its epochs."""
 
     def __init__(self, user_id: int, channel: int) -> None:
-        self.user_id = user_id
-        self.member = DaveMember(user_id, channel)
+        super().__init__(user_id, channel)
         self.tx: sender.Sender | None = None
         self.rx: dict[int, receiver.Receiver] = {}
 
-    def external_sender(self, payload: bytes) -> None:
-        self.member.set_external_sender(payload)
+    def commit(self, commit: bytes) -> None:
+        super().commit(commit)
+        self._rekey()
 
-    def key_package(self) -> bytes:
-        return self.member.key_package()
-
-    def proposals(self, payload: bytes, recognized: set[int]) -> bytes | None:
-        cw = self.member.process_proposals(payload, recognized)
-        return cw.payload() if cw is not None else None
+    def welcome(self, welcome: bytes, recognized: set[int]) -> None:
+        super().welcome(welcome, recognized)
+        self._rekey()
 
     def _rekey(self) -> None:
         self.tx = sender.Sender(ratchet.KeyRatchet(self.member.base_secret(self.user_id)))
         self.rx = {}
-
-    def commit(self, commit: bytes) -> None:
-        self.member.process_commit(commit)
-        self._rekey()
-
-    def welcome(self, welcome: bytes, recognized: set[int]) -> None:
-        self.member.process_welcome(welcome, recognized)
-        self._rekey()
 
     def epoch_authenticator(self) -> bytes:
         return self.member.epoch_authenticator()
@@ -173,74 +159,28 @@ class Framecrypt:
             return None
 
 
-@dataclass
-class Call:
-    """The gateway's view of one call."""
+class Call(Gateway):
+    """framecrypt's in-process gateway, remembering each member's implementation."""
 
-    channel: int
-    signer: ExternalSender = field(init=False)
-    epoch: int = 0
-    roster: Roster = field(default_factory=Roster)
-    members: dict[int, Any] = field(default_factory=dict)  # user id -> member adapter (in group)
-    committers: list[str] = field(default_factory=list)  # kind of each transition's committer
+    def __init__(self, channel: int) -> None:
+        super().__init__(channel)
+        self.kinds: dict[int, str] = {}
 
-    def __post_init__(self) -> None:
-        self.signer = ExternalSender(self.channel)
-
-    @property
-    def leaves(self) -> list[int | None]:
-        return self.roster.leaves
-
-    @property
-    def recognized(self) -> set[int]:
-        return set(self.members) | self._joining
-
-    _joining: set[int] = field(default_factory=set)
+    def change(self, add: Any = (), remove: Any = ()) -> None:
+        add = list(add)
+        self.kinds.update({m.user_id: m.kind for m in add})
+        super().change(add, remove)
 
     def join(self, *newcomers: Any) -> None:
-        """Add ``newcomers`` in one transition (the first call forms the group)."""
         self.change(add=newcomers)
 
     def remove(self, *user_ids: int) -> None:
         self.change(remove=user_ids)
 
-    def change(self, add: tuple[Any, ...] | list[Any] = (),
-               remove: tuple[int, ...] = ()) -> None:
-        """One transition: Remove proposals for ``remove`` (never sent to the removed),
-        then Add proposals for ``add``."""
-        add = list(add)
-        for m in add:
-            m.external_sender(self.signer.package())
-        self._joining = {m.user_id for m in add}
-        kps = [m.key_package() for m in add]
-        if not self.members:  # a new call: the first newcomer creates the group
-            first = add.pop(0)
-            self.members[first.user_id] = first
-            self.roster.add(first.user_id)
-            kps = kps[1:]
-        props = []
-        for user_id in remove:
-            props.append(self.signer.remove(self.epoch, self.roster.remove(user_id)))
-            self.members.pop(user_id)
-        props += [self.signer.add(self.epoch, kp) for kp in kps]
-        for m in add:
-            self.roster.add(m.user_id)
-        self._transition(proposals_payload(*props), joiners=add)
-        self._joining = set()
+    @property
+    def committer_kinds(self) -> list[str]:
+        return [self.kinds[u] for u in self.committers]
 
-    def _transition(self, payload: bytes, joiners: list[Any]) -> None:
-        chosen: bytes | None = None
-        committer = None
-        for m in list(self.members.values()):
-            out = m.proposals(payload, self.recognized)
-            if out is not None and chosen is None:
-                chosen, committer = out, m
-        assert chosen is not None, "no member committed"
-        commit, welcome = mls_wire.split_commit_welcome(chosen)
-        self.committers.append(committer.kind)
-        for m in self.members.values():
-            m.commit(commit)
-        for j in joiners:
-            j.welcome(welcome, self.recognized)
-            self.members[j.user_id] = j
-        self.epoch += 1
+    @property
+    def leaves(self) -> list[int | None]:
+        return self.roster.leaves

@@ -56,7 +56,7 @@ def test_framecrypt_creates_the_call_and_commits_the_adds() -> None:
     call = Call(CHANNEL)
     f, a, b = Framecrypt(3, CHANNEL), Davey(1, CHANNEL), DavePy(2, CHANNEL)
     call.join(f, a, b)
-    assert call.committers == ["framecrypt"]
+    assert call.committer_kinds == ["framecrypt"]
     assert f.member.epoch == 1 and f.member.members == {1, 2, 3}
     assert len(_authenticators([f, a, b])) == 1
     _all_open([f, a, b])
@@ -68,9 +68,9 @@ def test_framecrypt_joins_from_davey_and_libdave_welcomes_and_follows_their_comm
     call.join(a, f)  # davey creates, commits framecrypt's Add
     call.join(b)  # davey (first in join order) commits again
     d = DavePy(44, CHANNEL)
-    call.members = {22: b, 11: a, 33: f}  # dave-py answers first: libdave's commit wins
+    call.order(22)  # dave-py answers first: libdave's commit wins
     call.join(d)
-    assert call.committers == ["davey", "davey", "dave-py"]
+    assert call.committer_kinds == ["davey", "davey", "dave-py"]
     assert f.member.epoch == 3 and len(_authenticators([a, b, f, d])) == 1
     _all_open([a, b, f, d], ("opus", "vp8", "h264"))
 
@@ -81,9 +81,9 @@ def test_removed_member_opens_nothing_after_the_commit() -> None:
     call = Call(CHANNEL)
     f, a, b = Framecrypt(7, CHANNEL), Davey(8, CHANNEL), DavePy(9, CHANNEL)
     call.join(f, a, b)
-    call.members = {8: a, 9: b, 7: f}
+    call.order(8)
     call.remove(9)
-    assert call.committers[-1] == "davey"
+    assert call.committer_kinds[-1] == "davey"
     assert f.member.members == {7, 8}
     assert len(_authenticators([f, a])) == 1
     _all_open([f, a])
@@ -94,9 +94,9 @@ def test_removed_member_opens_nothing_after_the_commit() -> None:
     call2 = Call(CHANNEL + 1)
     f2, a2, b2 = Framecrypt(70, CHANNEL + 1), Davey(80, CHANNEL + 1), DavePy(90, CHANNEL + 1)
     call2.join(a2, b2, f2)
-    call2.members = {90: b2, 80: a2, 70: f2}
+    call2.order(90)
     call2.remove(70)
-    assert call2.committers[-1] == "dave-py"
+    assert call2.committer_kinds[-1] == "dave-py"
     _all_open([a2, b2], ("opus",))
     for s in (a2, b2):
         assert f2.open(s.user_id, "opus", s.seal("opus", FRAMES["opus"])) is None
@@ -115,15 +115,15 @@ def test_path_commits_with_removes_and_adds(committer: str) -> None:
     a, b, c = Davey(3, CHANNEL), DavePy(4, CHANNEL), Davey(5, CHANNEL)
     call.join(f, g, a, b, c)
     first = {"framecrypt": f, "davey": a, "dave-py": b}[committer]
-    call.members = {first.user_id: first, **call.members}
+    call.order(first.user_id)
     call.remove(5)
-    assert call.committers[-1] == committer
+    assert call.committer_kinds[-1] == committer
     assert len(_authenticators([f, g, a, b])) == 1
     _all_open([f, g, a, b], ("opus", "vp8"))
     assert c.open(1, "opus", f.seal("opus", FRAMES["opus"])) is None
 
     if committer == "davey":  # davey is removed next: let the other davey-less order stand
-        call.members = {f.user_id: f, **call.members}
+        call.order(f.user_id)
     d, e = DavePy(6, CHANNEL), Davey(7, CHANNEL)
     call.change(add=(d, e), remove=(3,))
     assert call.leaves == [1, 2, 6, 4, 7]  # leaf 4 (the joiner e) alone under its copath
@@ -254,3 +254,40 @@ def test_external_sender_and_roster() -> None:
         r.add(14)
     with pytest.raises(MlsError):
         r.remove(99)
+
+
+def test_pool_keyed_from_the_mls_group_interoperates() -> None:
+    """dave_call.key_pool keys a DAVE pool (real workers) from framecrypt's member: the
+    pool's sealed frames open in davey and libdave, theirs open in the pool; after a
+    Remove and rekey, the pool seals under the new epoch, which the removed member
+    cannot open."""
+    from pool_helpers import run
+
+    from framecrypt import Frame, Pool
+    from framecrypt.keys.dave_call import key_pool, participant
+
+    call = Call(CHANNEL)
+    f, a, b = Framecrypt(501, CHANNEL), Davey(502, CHANNEL), DavePy(503, CHANNEL)
+    call.join(f, a, b)
+
+    async def main() -> None:
+        async with Pool(workers=2, transport="shm", format="dave") as pool:
+            await key_pool(pool, f.member, f.changes[-1])
+            frames = [Frame(FRAMES[c], c) for c in ("opus", "vp8", "vp9", "h264")] * 3
+            sealed = await pool.encrypt_many(participant(501), frames)
+            for fr, s in zip(frames, sealed, strict=True):
+                assert a.open(501, fr.codec, s) == fr.data
+                assert b.open(501, fr.codec, s) == fr.data
+            for other in (a, b):
+                theirs = [Frame(other.seal(fr.codec, fr.data), fr.codec) for fr in frames]
+                opened = await pool.decrypt_many(participant(other.user_id), theirs)
+                assert opened == [fr.data for fr in frames]
+
+            call.order(502)
+            call.remove(503)
+            await key_pool(pool, f.member, f.changes[-1])
+            s = (await pool.encrypt_many(participant(501), [Frame(FRAMES["opus"], "opus")]))[0]
+            assert a.open(501, "opus", s) == FRAMES["opus"]
+            assert b.open(501, "opus", s) is None
+
+    run(main)
