@@ -9,6 +9,7 @@ participant cryptor, the engine's batch loop, pure and native alike. An explicit
 
 from __future__ import annotations
 
+import asyncio
 import random
 from array import array
 from typing import Any
@@ -250,3 +251,55 @@ def test_livekit_h264_without_a_slice_falls_back_both_ways() -> None:
             for kind in PATHS:
                 with _path(kind):
                     assert livekit.unprotect(sealed, key=key, codec="h264") == data
+
+
+# ---- the aiortc adapter ------------------------------------------------------------
+
+
+def test_aiortc_receiver_transform_opens_without_hints(vp8: Any) -> None:
+    """ReceiverTransform.open (what aiortc's decoder queue calls) through a real pool of
+    worker processes: it submits no keyframe flag, every VP8 key and delta frame and
+    every H.264 access unit opens, nothing fails."""
+    from pool_helpers import run
+
+    from framecrypt import Pool
+    from framecrypt.webrtc import ReceiverTransform
+
+    key = livekit.derive_key(MATERIAL)
+    h264 = samples.video("h264", count=12, gop=4, width=96, height=64)
+    stream = [("vp8", f) for f in vp8[:16]] + [("h264", f) for f in h264]
+    sealed = [livekit.protect(f.data, key=key, codec=c, keyframe=f.keyframe, ssrc=0x11223344,
+                              timestamp=0x10000 + i, send_count=i)
+              for i, (c, f) in enumerate(stream)]
+
+    async def main() -> tuple[list[bytes], int, list[bool]]:
+        pool = Pool(workers=1, placement="pool")
+        await pool.start()
+        try:
+            await pool.set_key("alice", MATERIAL)
+            rx = ReceiverTransform(pool, "alice")
+            submitted: list[bool] = []
+            real_submit = pool.submit
+
+            def spy(participant: str, frame: Any, *args: Any, **kw: Any) -> Any:
+                submitted.append(frame.keyframe)
+                return real_submit(participant, frame, *args, **kw)
+
+            pool.submit = spy  # type: ignore[method-assign]
+            loop = asyncio.get_running_loop()
+            opened: list[bytes] = []
+            for (codec, _), s in zip(stream, sealed, strict=True):
+                fut: asyncio.Future[bytes] = loop.create_future()
+                rx.open(codec, s, fut.set_result,
+                        lambda fut=fut: fut.set_exception(AssertionError("failed")))
+                opened.append(await fut)
+            return opened, rx.stats.frames_failed, submitted
+        finally:
+            await pool.close()
+
+    opened, failed, submitted = run(main, timeout=60)
+    # (the H.264 header comes back with 4-byte start codes, as from livekit-client)
+    assert opened == [livekit.unprotect(s, key=key, codec=c) for (c, _), s in
+                      zip(stream, sealed, strict=True)]
+    assert opened[:16] == [f.data for f in vp8[:16]]
+    assert failed == 0 and submitted == [False] * len(stream)

@@ -287,7 +287,9 @@ class ReceiverTransform:
             else:
                 self._fail(type(err).__name__ if err is not None else "no result", failed)
 
-        frame = Frame(data, codec, keyframe=frame_is_keyframe(codec, data))
+        # no keyframe hint: the pool reads the frame type from the frame's clear bytes
+        # (VP8 P bit, H.26x NAL types, ...), as a browser receiver does
+        frame = Frame(data, codec)
         try:
             self.pool.submit(self.participant, frame, outcome, decrypt=True)
         except FramecryptError as e:
