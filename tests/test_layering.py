@@ -76,6 +76,11 @@ SANS_IO = [
     "framecrypt.transports.to_worker",
     "framecrypt.transports.to_broker",
     "framecrypt.workers.engine",
+    # DAVE's call member and gateway side: opcodes in, messages and events out
+    "framecrypt.keys.dave_group",
+    "framecrypt.keys.dave_call",
+    "framecrypt.keys.dave_external",
+    "framecrypt.keys.mls_wire",
 ]
 NO_IO = ["asyncio", "zmq", "threading", "multiprocessing", "uvloop", "aiortc", "socket",
          "subprocess", "selectors"]
