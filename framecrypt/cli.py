@@ -140,6 +140,33 @@ def demo_rows(reps: int = 200) -> list[Row]:
         label = f"0x{suite:04x} {name}" + (" (provisional)" if suite >= 6 else "")
         rows.append(Row("sframe", label, len(frame), len(sealed), 0, _time_us(sseal, reps),
                         _time_us(partial(sopen, sealed), reps), opens, rejected))
+    rows += _dave_rows(video, opus.data, reps, check)
+    return rows
+
+
+def _dave_rows(video: dict, opus: bytes, reps: int,  # type: ignore[type-arg]
+               check: Callable[[Callable[[bytes], bytes], bytes, bytes, int], tuple[bool, bool]]
+               ) -> list[Row]:
+    """DAVE (Discord): one sender's base secret, a KeyRatchet kept across calls."""
+    from framecrypt import dave
+
+    ratchet = dave.KeyRatchet(bytes(range(16)))
+    rows = []
+    frames = {c: [f.data for f in fs] for c, fs in video.items()}
+    for codec, label, data, clear in dave.demo_cases(frames, opus):
+        def dseal(data: bytes = data, codec: str = codec) -> bytes:
+            return dave.seal(data, ratchet=ratchet, codec=codec, nonce=7)
+
+        sealed = dseal()
+
+        def dopen(s: bytes) -> bytes:
+            return dave.open(s, ratchet=ratchet)
+
+        want = dopen(sealed)  # (AV1: what the receiver gets, the last OBU's size dropped)
+        opens, rejected = check(dopen, sealed, want if codec == "av1" else data,
+                                len(sealed) // 2)
+        rows.append(Row("dave", label, len(data), len(sealed), clear, _time_us(dseal, reps),
+                        _time_us(partial(dopen, sealed), reps), opens, rejected))
     return rows
 
 
@@ -242,9 +269,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           wrong_key=args.wrong_key, workers=args.workers,
                           report_dir=Path(args.report),
                           json_path=Path(args.json) if args.json else None, live=live,
-                          verify=args.verify, churn=args.churn)
+                          verify=args.verify, churn=args.churn, sfu=args.sfu)
+    if args.sfu == "janus":
+        from framecrypt.webrtc.janus_server import janus_unavailable
+
+        why = janus_unavailable()
+        if why is not None:
+            print(f"--sfu janus: {why}", file=sys.stderr)
+            return 2
     names = ", ".join(options.names()) + (" + mallory (wrong key)" if args.wrong_key else "")
-    print(f"framecrypt {__version__}: {names} join one room through an untrusted relay; "
+    via = "Janus's VideoRoom (a real SFU)" if args.sfu == "janus" else "an untrusted relay"
+    print(f"framecrypt {__version__}: {names} join one room through {via}; "
           f"every frame sealed in a pool of {args.workers} workers ({args.duration:g} s)")
     print("keys: Olm key exchange (framecrypt.keys) over the demo's signaling server, an "
           "in-process bus; the relay sees only RTP"
@@ -307,6 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--churn", action=argparse.BooleanOptionalAction, default=True,
                    help="the last participant joins late and the second leaves, to show "
                         "key rotation (default; 3+ participants)")
+    d.add_argument("--sfu", choices=("relay", "janus"), default="relay",
+                   help="what forwards the media: the embedded relay (default) or a "
+                        "private Janus VideoRoom (needs the janus package)")
     d.set_defaults(func=cmd_demo)
     f = sub.add_parser("formats", help="seal/open real frames in every format, print a table")
     f.add_argument("--reps", type=int, default=200, help="timing repetitions per case")

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -43,6 +43,9 @@ from framecrypt.webrtc import (
     loopback_only,
     prefer_codecs,
 )
+
+if TYPE_CHECKING:
+    from framecrypt.demo.janus_sfu import JanusSfu
 
 NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 INTRUDER = "mallory"
@@ -64,6 +67,7 @@ class DemoOptions:
     live: bool | None = None  # None: when stdout is a terminal
     verify: bool = False  # SAS between every pair
     churn: bool = True  # one joins late, one leaves (3+ participants)
+    sfu: str = "relay"  # "relay" (the embedded relay) or "janus" (demo/janus_sfu.py)
 
     def names(self) -> list[str]:
         return [NAMES[i] if i < len(NAMES) else f"p{i + 1}" for i in range(self.participants)]
@@ -277,6 +281,9 @@ class RelayProcess:
             raise RuntimeError(f"relay: {reply['error']}")
         return reply
 
+    async def join(self, p: Participant, tones: dict[str, float]) -> None:
+        await p.join(self.join_call, tones)
+
     async def join_call(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Joins use their own connection (they may run concurrently)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -339,7 +346,13 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
     everyone = senders + ([INTRUDER] if options.wrong_key else [])
     tones = {n: tone_list(len(NAMES) + 1)[i] for i, n in enumerate(everyone)}
     joiner, leaver = options.joiner(), options.leaver()
-    relay = RelayProcess()
+    relay: RelayProcess | JanusSfu
+    if options.sfu == "janus":
+        from framecrypt.demo.janus_sfu import JanusSfu
+
+        relay = JanusSfu()
+    else:
+        relay = RelayProcess()
     participants: list[Participant] = []
     t_start = time.monotonic()
     t_media = t_start
@@ -366,7 +379,7 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
                     await pool.set_key(f"{name}<-{other}", secrets.token_bytes(32))
             participants.append(Participant(name, i, name != INTRUDER, senders, pool,
                                             options.fps))
-        await asyncio.gather(*(p.join(relay.join_call, tones) for p in participants))
+        await asyncio.gather(*(relay.join(p, tones) for p in participants))
         await asyncio.wait_for(asyncio.gather(*(p.connected.wait() for p in participants)),
                                CONNECT_TIMEOUT_S)
         t_media = time.monotonic()
@@ -384,7 +397,7 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
                 p = Participant(joiner, everyone.index(joiner), True, senders, pool,
                                 options.fps)
                 participants.append(p)
-                await p.join(relay.join_call, tones)
+                await relay.join(p, tones)
                 await asyncio.wait_for(p.connected.wait(), CONNECT_TIMEOUT_S)
                 churn.connected_at = time.monotonic()
                 if options.verify:
@@ -406,6 +419,7 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
         rep = await relay.call({"op": "report", "dir": str(options.report_dir.resolve())})
         summary = report.summarize(participants, pool, rep["stats"], elapsed, options,
                                    interrupted=stop.is_set(), relay_view=rep.get("view"))
+        summary.update(rep.get("extra", {}))  # --sfu janus: what Janus recorded
         key_summary(summary, keys, participants, churn, t_media)
         if ui is not None:
             ui.update(snapshot(participants, pool, rep["stats"], elapsed, options.duration))
@@ -536,7 +550,7 @@ def key_summary(summary: dict[str, Any], keys: KeyRoom, participants: list[Parti
     summary["ok"] = not checks and not summary.get("interrupted", False)
 
 
-async def _relay_stats(relay: RelayProcess) -> dict[str, Any]:
+async def _relay_stats(relay: RelayProcess | JanusSfu) -> dict[str, Any]:
     try:
         stats: dict[str, Any] = (await relay.call({"op": "stats"}, timeout=2))["stats"]
         return stats
