@@ -140,33 +140,6 @@ def demo_rows(reps: int = 200) -> list[Row]:
         label = f"0x{suite:04x} {name}" + (" (provisional)" if suite >= 6 else "")
         rows.append(Row("sframe", label, len(frame), len(sealed), 0, _time_us(sseal, reps),
                         _time_us(partial(sopen, sealed), reps), opens, rejected))
-    rows += _dave_rows(video, opus.data, reps, check)
-    return rows
-
-
-def _dave_rows(video: dict, opus: bytes, reps: int,  # type: ignore[type-arg]
-               check: Callable[[Callable[[bytes], bytes], bytes, bytes, int], tuple[bool, bool]]
-               ) -> list[Row]:
-    """DAVE (Discord): one sender's base secret, a KeyRatchet kept across calls."""
-    from framecrypt import dave
-
-    ratchet = dave.KeyRatchet(bytes(range(16)))
-    rows = []
-    frames = {c: [f.data for f in fs] for c, fs in video.items()}
-    for codec, label, data, clear in dave.demo_cases(frames, opus):
-        def dseal(data: bytes = data, codec: str = codec) -> bytes:
-            return dave.seal(data, ratchet=ratchet, codec=codec, nonce=7)
-
-        sealed = dseal()
-
-        def dopen(s: bytes) -> bytes:
-            return dave.open(s, ratchet=ratchet)
-
-        want = dopen(sealed)  # (AV1: what the receiver gets, the last OBU's size dropped)
-        opens, rejected = check(dopen, sealed, want if codec == "av1" else data,
-                                len(sealed) // 2)
-        rows.append(Row("dave", label, len(data), len(sealed), clear, _time_us(dseal, reps),
-                        _time_us(partial(dopen, sealed), reps), opens, rejected))
     return rows
 
 
