@@ -89,6 +89,23 @@ def test_vp8_and_opus_into_webm_buffered_until_both_tracks_start(tmp_path: Path)
     assert f.frames == {"video": 30, "audio": 50}
 
 
+def test_a_file_cut_short_plays_up_to_its_last_cluster(tmp_path: Path) -> None:
+    """What a SIGKILL leaves (no trailer): clusters of <= 1 s are flushed as they
+    complete, so all but about the last second decodes."""
+    import shutil
+
+    video = _encode_video("libvpx", 90)  # 3 s at 30 fps
+    f = ParticipantFile(tmp_path, "dave", 1, ("video",), 0.0)
+    for i, (data, key) in enumerate(video):
+        f.add(Packet("video", "vp8", data, i * 3000, key), 0.0)
+    assert f.path is not None
+    cut = tmp_path / "cut.webm"
+    shutil.copy(f.path, cut)  # the file as it is on disk while recording
+    f.close()
+    d = decode_file(cut)
+    assert len(d["video"]) >= 90 - 31 and min(d["video"]) > 35
+
+
 def test_a_lone_track_opens_the_file_after_the_grace_period(tmp_path: Path) -> None:
     audio = _encode_opus(5, 440.0)
     f = ParticipantFile(tmp_path, "carol", 1, ("video", "audio"), 10.0)

@@ -119,7 +119,8 @@ class ParticipantFile:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / (stem + suffix)
         try:
-            out = av.open(str(self.path), "w", format=self.container_format)
+            out = av.open(str(self.path), "w", format=self.container_format,
+                          options={"cluster_time_limit": "1000", "flush_packets": "1"})
             for kind in ("video", "audio"):
                 if kind in firsts:
                     self._streams[kind] = self._add_stream(out, firsts[kind])
