@@ -52,7 +52,7 @@ from framecrypt.workers.dave.sender import CODECS, Sender
 __all__ = [
     "BASE_SECRET_BYTES", "CACHE_SIZE", "CODECS", "CRYPTOR_EXPIRY", "EXPORTER_LABEL",
     "OPUS_SILENCE", "Footer", "KeyRatchet", "Receiver", "Sender", "base_secret",
-    "is_dave_frame", "nonce_of", "open", "parse", "seal",
+    "as_received", "is_dave_frame", "nonce_of", "open", "parse", "seal",
 ]
 
 CACHE_SIZE = 64
@@ -143,7 +143,37 @@ def open(frame: BytesLike, *, base_secret: BytesLike | None = None,
     return _frame.open_parsed(key, data, f)
 
 
+def as_received(frame: BytesLike, codec: str) -> bytes:
+    """The frame a receiver opens when a sender seals ``frame``: H.264/H.265 rebuilt
+    behind 4-byte start codes (bytes before the first dropped), AV1 without the OBUs the
+    packetizer drops and without the last OBU's size field; other codecs unchanged."""
+    data = _frame_bytes(frame)
+    if codec in ("h264", "h265"):
+        return _h26x.h26x_frame(codec, data)[0]
+    if codec == "av1":
+        return _frame.av1_frame(data)[0]
+    return bytes(data)
+
+
 def nonce_of(sealed: BytesLike) -> int:
     """The truncated nonce a sealed frame used (:class:`MalformedFrame` if none)."""
     return _footer.parse(_frame_bytes(sealed)).nonce
 
+
+
+def demo_cases(video: dict[str, list[bytes]], opus: bytes
+               ) -> list[tuple[str, str, bytes, int]]:
+    """``framecrypt formats``' DAVE rows: (codec, label, frame, clear bytes the sender
+    leaves readable) for real encoded frames (``video``: frames per codec)."""
+    out = []
+    for codec, label, data in (("vp8", "VP8 key frame", video["vp8"][0]),
+                               ("vp8", "VP8 delta", video["vp8"][5]),
+                               ("vp9", "VP9 delta", video["vp9"][5]),
+                               ("h264", "H.264 IDR+SPS/PPS", video["h264"][0]),
+                               ("h264", "H.264 non-IDR", video["h264"][5]),
+                               ("h265", "H.265 IDR+VPS/SPS/PPS", video["h265"][0]),
+                               ("av1", "AV1 delta (OBU headers clear)", video["av1"][5]),
+                               ("opus", "Opus 20 ms", opus)):
+        sealed = seal(data, base_secret=bytes(16), codec=codec, nonce=1)
+        out.append((codec, label, data, sum(n for _, n in parse(sealed).ranges)))
+    return out

@@ -21,22 +21,12 @@ MAX_ATTEMPTS = 10
 
 def next_nalu(buf: bytes, start: int = 0) -> tuple[int, int] | None:
     """(index of the NAL unit after the next start code at or after ``start``, start code
-    length 3 or 4), scanning as libdave does (the last 3 bytes never start one)."""
-    n = len(buf)
-    if n < 3:
+    length 3 or 4), as libdave's scan finds it: the first ``00 00 01`` that starts before
+    the last 3 bytes (libdave's skipping loop finds exactly the first one)."""
+    i = buf.find(b"\x00\x00\x01", start, len(buf) - 1)
+    if i < 0:
         return None
-    i = start
-    while i < n - 3:
-        third = buf[i + 2]
-        if third > 1:
-            i += 3
-        elif third == 1:
-            if buf[i] == 0 and buf[i + 1] == 0:
-                return i + 3, 4 if i >= 1 and buf[i - 1] == 0 else 3
-            i += 3
-        else:
-            i += 1
-    return None
+    return i + 3, 4 if i >= 1 and buf[i - 1] == 0 else 3
 
 
 def bytes_covering_h264_pps(payload: bytes) -> int:
@@ -111,15 +101,16 @@ def has_start_code_leak(sealed: bytes, ranges: list[tuple[int, int]] | tuple[tup
     from the last clear range to the end (the footer included), holds a start code."""
     pad = 2
     section = 0
+    n = len(sealed)
     for offset, size in ranges:
         if section == offset:
             section += size
             continue
         lo = section - min(section, pad)
-        if next_nalu(sealed[lo : min(offset + pad, len(sealed))]) is not None:
+        if sealed.find(b"\x00\x00\x01", lo, min(offset + pad, n) - 1) >= 0:
             return True
         section = offset + size
-    if section == len(sealed):
+    if section == n:
         return False
     lo = section - min(section, pad)
-    return next_nalu(sealed[lo:]) is not None
+    return sealed.find(b"\x00\x00\x01", lo, n - 1) >= 0
