@@ -9,10 +9,14 @@ commits and Welcomes are valid, and whether the keys it derives open their frame
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import struct
 
 import pytest
 from dave_gateway import Call, DavePy, Davey, Framecrypt
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from framecrypt.keys import dave_codes, mls_wire
 from framecrypt.keys.dave_group import DaveMember
@@ -291,3 +295,65 @@ def test_pool_keyed_from_the_mls_group_interoperates() -> None:
             assert b.open(501, "opus", s) is None
 
     run(main)
+
+
+# --- property: any mutation of a gateway message is refused cleanly or taken whole -------
+
+def _mutate(data: bytes, draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["flip", "cut", "insert", "zero_run"]))
+    i = draw(st.integers(0, max(len(data) - 1, 0)))
+    if kind == "flip":
+        return data[:i] + bytes([data[i] ^ draw(st.integers(1, 255))]) + data[i + 1:]
+    if kind == "cut":
+        return data[:i]
+    if kind == "insert":
+        return data[:i] + draw(st.binary(min_size=1, max_size=8)) + data[i:]
+    n = draw(st.integers(1, 16))
+    return data[:i] + bytes(min(n, len(data) - i)) + data[i + n:]
+
+
+@functools.cache
+def _hostile_material() -> tuple[DaveMember, DaveMember, DaveMember, dict[str, bytes]]:
+    """framecrypt member f in a call with davey (epoch 1); f again after queuing the
+    gateway's Add of framecrypt member g; g waiting for its Welcome; and the valid
+    proposals, davey's commit and Welcome to mutate."""
+    call = Call(CHANNEL)
+    f, a = Framecrypt(61, CHANNEL), Davey(62, CHANNEL)
+    call.join(a, f)
+    g = Framecrypt(63, CHANNEL)
+    g.external_sender(call.signer.package())
+    props = b"\x00" + vec(call.signer.add(1, g.key_package()))
+    before_props = copy.deepcopy(f.member)
+    f.member.process_proposals(props, {61, 62, 63})
+    out = a.proposals(props, {61, 62, 63})
+    assert out is not None
+    commit, welcome = mls_wire.split_commit_welcome(out)
+    return before_props, f.member, g.member, {
+        "proposals": props, "commit": commit, "welcome": welcome}
+
+
+@settings(max_examples=300, deadline=None)
+@given(which=st.sampled_from(["proposals", "commit", "welcome"]), data=st.data())
+def test_mutated_gateway_messages_are_refused_cleanly_or_taken_whole(
+        which: str, data: st.DataObject) -> None:
+    """Flipped, cut, padded or zeroed proposals, commits and Welcomes: every byte is
+    covered (signatures, membership tag, AEAD, walked lengths), so the member raises
+    MlsError with its epoch, authenticator, members and proposal queue as before."""
+    fresh, queued, joiner, material = _hostile_material()
+    mutated = _mutate(material[which], data.draw)
+    m = copy.deepcopy({"proposals": fresh, "commit": queued, "welcome": joiner}[which])
+    before = (m.epoch, m.epoch_authenticator() if m.ready else None, m.members,
+              m._group._inner._pending_proposals if m.ready else None)
+    try:
+        if which == "proposals":
+            m.process_proposals(mutated, {61, 62, 63})
+        elif which == "commit":
+            m.process_commit(mutated)
+        else:
+            m.process_welcome(mutated, {61, 62, 63})
+    except MlsError:
+        after = (m.epoch, m.epoch_authenticator() if m.ready else None, m.members,
+                 m._group._inner._pending_proposals if m.ready else None)
+        assert after == before
+    else:
+        assert mutated == material[which], f"a mutated {which} message was accepted"

@@ -205,15 +205,20 @@ class DaveMember:
         for p in proposals:
             if p.added is not None and p.added.user_id not in recognized:
                 raise self._reject("proposals", "add of an unrecognized user")
-        group = self._group or self._pending_group or self._create_group()
-        expected = group.epoch
-        if any(p.epoch != expected for p in proposals):
+        current = self._group or self._pending_group
+        # queued on a copy: a batch refused halfway leaves no proposal of it behind
+        group = copy.deepcopy(current) if current is not None else self._new_group()
+        if any(p.epoch != group.epoch for p in proposals):
             raise self._reject("proposals", "wrong epoch")
         for p in proposals:
             try:
                 group.process_proposal(MLSPlaintext.deserialize(p.content), 0, 2)
             except Exception:
                 raise self._reject("proposals", "refused by the MLS group") from None
+        if self._group is not None:
+            self._group = group
+        else:
+            self._pending_group = group
         return self._commit(group, proposals)
 
     def process_commit(self, commit: bytes) -> EpochChanged:
@@ -244,6 +249,14 @@ class DaveMember:
         if self._group is not None:
             raise self._reject("welcome", "already in a group")
         kp = self._kp
+        # rfc9420 joins whatever suite the Welcome names and tries every entry's secrets:
+        # the Welcome must be walkable, of suite 2, and hold secrets for this key package
+        try:
+            refs = mls_wire.welcome_refs(welcome)
+        except MlsError as e:
+            raise self._reject("welcome", e.reason) from None
+        if mls_wire.key_package_ref(kp.key_package) not in refs:
+            raise self._reject("welcome", "not for this member's key package")
         try:
             w = Welcome.deserialize(welcome)
             inner = ProtocolMLSGroup.from_welcome(
@@ -272,7 +285,7 @@ class DaveMember:
             raise MlsError("not in a group")
         return self._group
 
-    def _create_group(self) -> Any:
+    def _new_group(self) -> Any:
         """libdave's first member: a group of one (epoch 0) to commit the Adds into."""
         if self._kp is None:
             raise self._reject("proposals", "no key package")
@@ -284,7 +297,6 @@ class DaveMember:
                                 initial_extensions=ext)  # rfc9420 keeps them unprefixed
         own_leaf = group._inner._ratchet_tree.get_node(0)
         own_leaf.private_key = mls_wire.private_scalar(self._kp.encryption_key)
-        self._pending_group = group
         return group
 
     def _commit(self, group: Any, proposals: list[mls_wire.Proposal]) -> CommitWelcome | None:

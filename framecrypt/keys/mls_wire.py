@@ -11,6 +11,7 @@ credentials and what DAVE sends are understood.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 
@@ -221,6 +222,28 @@ def split_commit_welcome(blob: bytes) -> tuple[bytes, bytes]:
     r.vec()  # confirmation tag
     r.vec()  # membership tag
     return blob[: r.pos], blob[r.pos :]
+
+
+def key_package_ref(key_package: bytes) -> bytes:
+    """RFC 9420 §5.2 RefHash("MLS 1.0 KeyPackage Reference", KeyPackage), SHA-256."""
+    return hashlib.sha256(vec(b"MLS 1.0 KeyPackage Reference") + vec(key_package)).digest()
+
+
+def welcome_refs(blob: bytes) -> list[bytes]:
+    """The KeyPackageRefs a Welcome (RFC 9420 §12.4.3.1, DAVE sends it unwrapped) holds
+    group secrets for, after walking it whole."""
+    r = Reader(blob)
+    if r.u16() != SUITE_P256:
+        raise MlsError("welcome: not cipher suite 2")
+    secrets = Reader(r.vec())
+    refs = []
+    while not secrets.done():
+        refs.append(secrets.vec())
+        secrets.vec(), secrets.vec()  # HPKECiphertext: kem_output, ciphertext
+    r.vec()  # encrypted_group_info
+    if not r.done():
+        raise MlsError("welcome: trailing bytes")
+    return refs
 
 
 def _walk_leaf_node(r: Reader) -> None:
