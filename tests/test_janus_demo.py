@@ -50,3 +50,16 @@ def test_demo_without_janus_says_why(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--sfu janus: janus not found" in proc.stderr
+
+
+def test_janus_room_example(tmp_path: Path) -> None:
+    """examples/janus_room.py (docs/janus.md): two members, a private Janus."""
+    require_janus()
+    example = Path(__file__).resolve().parent.parent / "examples" / "janus_room.py"
+    proc = subprocess.run([sys.executable, str(example), "--seconds", "3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, other in (("alice", "bob"), ("bob", "alice")):
+        assert r[name]["from"] == other
+        assert r[name]["frames_decoded"] >= 30 and r[name]["psnr_db"] > 30, r
