@@ -95,15 +95,25 @@ def summarize(participants: list[Participant], pool: Any, relay: dict[str, Any],
     }
 
 
+FIGURE = "relay-vs-participant.png"
+
+
 def write(summary: dict[str, Any], participants: list[Participant],
           options: DemoOptions) -> None:
-    """Write the report folder (and ``--json``). Never contains key material."""
+    """Write the report folder (and ``--json``). Never contains key material.
+
+    ``summary["pictures"]``: the picture each participant decoded best, by participant;
+    ``summary["captions"]``: a caption for every picture in the folder, by file name;
+    ``summary["figure"]``: the side-by-side picture and what each of its panels shows,
+    left to right (None when there is nothing to put next to the relay's view)."""
     if not summary:
         return
     out = options.report_dir
     out.mkdir(parents=True, exist_ok=True)
     pictures: dict[str, str] = {}
+    captions: dict[str, str] = {}
     panels: list[Any] = []
+    shows: list[str] = []
     relay_png = out / "relay.png"
     relay_frame = None
     if summary["relay"].get("view") and relay_png.exists():
@@ -111,28 +121,69 @@ def write(summary: dict[str, Any], participants: list[Participant],
 
         with av.open(str(relay_png)) as c:
             relay_frame = next(c.decode(video=0))
+        captions[relay_png.name] = relay_caption(summary["relay"])
     panels.append(relay_frame)
+    shows.append(relay_caption(summary["relay"]) if relay_frame is not None else
+                 "grey: the relay left no picture of what it forwarded")
     for p in participants:
         view = max(p.remotes.values(), key=lambda v: v.best_psnr, default=None)
-        if view is not None and view.best is not None:
-            name = f"{p.name}-sees-{view.source}.png"
-            (out / name).write_bytes(media.png_bytes(view.best))
-            pictures[p.name] = name
-        if len(panels) < 2 and view is not None and view.best is not None:
+        if view is None or view.best is None:
+            continue
+        name = f"{p.name}-sees-{view.source}.png"
+        (out / name).write_bytes(media.png_bytes(view.best))
+        pictures[p.name] = name
+        seen = (f"{p.name} (room key) decodes {view.source}'s video: its best frame, "
+                f"luma PSNR {view.best_psnr:.1f} dB against the picture {view.source} sent")
+        captions[name] = seen
+        if len(panels) < 2:
             panels.append(view.best)
+            shows.append(seen)
     intruder = [p for p in participants if p.name == "mallory"]
-    if intruder:
+    if intruder and len(panels) >= 2:
         panels.append(None)  # what the wrong key decodes: nothing (a grey panel)
+        shows.append("grey: what mallory, with the wrong key, decodes: nothing")
+    figure: dict[str, Any] | None = None
     if len(panels) >= 2:
         combo = media.side_by_side(panels)
-        (out / "relay-vs-participant.png").write_bytes(media.png_bytes(combo))
+        (out / FIGURE).write_bytes(media.png_bytes(combo))
+        figure = {"file": FIGURE,
+                  "panels": [{"position": pos, "shows": what}
+                             for pos, what in zip(positions(len(shows)), shows, strict=True)]}
+        captions[FIGURE] = ("The relay's view next to a participant's"
+                            + (" and the wrong key's" if len(panels) > 2 else "")
+                            + f" ({len(panels)} panels, left to right)")
     summary["pictures"] = pictures
+    summary["captions"] = captions
+    summary["figure"] = figure
     text = json.dumps(summary, indent=2)
     (out / "summary.json").write_text(text + "\n")
     if options.json_path is not None:
         options.json_path.parent.mkdir(parents=True, exist_ok=True)
         options.json_path.write_text(text + "\n")
     (out / "README.md").write_text(markdown(summary))
+
+
+def positions(n: int) -> list[str]:
+    """Panel positions, left to right: left/right, or left/middle/right."""
+    if n <= 2:
+        return ["left", "right"][:n]
+    return ["left", *(["middle"] * (n - 2)), "right"]
+
+
+def relay_caption(r: dict[str, Any]) -> str:
+    """What relay.png shows (the relay's ``write_view``)."""
+    if r.get("decoder_output"):
+        what = ("what the relay's own VP8 decoder made of a sealed frame it forwarded "
+                "(garbage)")
+    else:
+        what = ("a sealed keyframe's bytes drawn as pixels (the relay's VP8 decoder "
+                "rejected every sealed frame)")
+    if not r.get("decoder_output"):
+        return f"{what}; it tried {r.get('decode_attempts', 0)} frames"
+    return (f"{what}; of {r.get('decode_attempts', 0)} frames its decoder output "
+            f"{r.get('decoder_output', 0)} pictures, {r.get('frames_decodable', 0)} of "
+            f"them the picture that was sent (best luma PSNR {r.get('best_psnr_db', 0.0)} "
+            "dB)")
 
 
 def markdown(s: dict[str, Any]) -> str:
@@ -143,20 +194,16 @@ def markdown(s: dict[str, Any]) -> str:
         f"untrusted relay, {s['format']} frame format, pool of {s['pool']['workers']} "
         "workers.",
         "",
-        "![relay vs participant](relay-vs-participant.png)",
-        "",
-        "Left: what the relay gets from the sealed VP8 frames it forwards: "
-        + ("what its own VP8 decoder made of one (garbage). "
-           if s['relay']['decoder_output'] else
-           "its decoder rejected every one, so this is a sealed keyframe's bytes drawn as "
-           "pixels. ")
-        + f"Of {s['relay']['decode_attempts']} frames, its decoder output "
-        f"{s['relay']['decoder_output']} pictures, {s['relay']['frames_decodable']} of them "
-        f"the picture that was sent (best luma PSNR {s['relay']['best_psnr_db']} dB). "
-        "Middle: a participant with the key decodes the picture."
-        + (" Right: what the participant with the wrong key decodes (nothing)."
-           if any(p["key"] == "wrong" for p in s["participants"]) else ""),
-        "",
+    ]
+    fig = s.get("figure")
+    captions: dict[str, str] = s.get("captions") or {}
+    if fig:
+        lines += [f"![{captions.get(fig['file'], 'the report picture')}]({fig['file']})", "",
+                  f"*{captions.get(fig['file'], '')}.* "
+                  + " ".join(f"{p['position'].capitalize()}: {p['shows']}."
+                             for p in fig["panels"]),
+                  ""]
+    lines += [
         "| participant | key | video sent | video decoded | PSNR (Y) dB | audio sent | "
         "audio decoded | rejected |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -177,6 +224,13 @@ def markdown(s: dict[str, Any]) -> str:
         f"{pl['frames_in_workers']} in worker processes, {pl['frames_inline']} inline, "
         f"{pl['frames_failed']} failed {pl['errors_by_reason'] or ''}.",
         "",
+    ]
+    others = [name for name in captions if not fig or name != fig["file"]]
+    if others:
+        lines += ["## Pictures", ""]
+        for name in others:
+            lines += [f"![{name}]({name})", "", f"*{name}: {captions[name]}.*", ""]
+    lines += [
         *(["## Keys", "", "```", *key_lines(s), "```", ""] if s.get("signaling") else []),
         "Result: " + ("OK" if s["ok"] else "FAILED: " + "; ".join(s["checks_failed"])
                       if s["checks_failed"] else "interrupted"),
