@@ -390,3 +390,27 @@ def test_table_shows_hostile_ids_as_text_and_sums_the_rest() -> None:
             assert sum("failing" in ln for ln in lines) == 3  # failing first, k summed
 
     run(main)
+
+
+def test_demo_view_shows_the_pool_streams() -> None:
+    from framecrypt.demo.ui import render as render_demo
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="inline", placement="pool") as pool:
+            await pool.set_key("alice", key_for("alice"))
+            sealed = await pool.encrypt_many("alice", [Frame(b"\x01" * 40, "vp8", ssrc=9)] * 3)
+            await pool.set_key("bob<-alice", b"\x02" * 32)  # a wrong key
+            await pool.decrypt_many("bob<-alice", [Frame(s, "vp8", ssrc=9) for s in sealed],
+                                    return_exceptions=True)
+            snap = {"participants": [], "elapsed": 1.0, "duration": 10.0, "relay": {},
+                    "pool": {"workers": 1, "frames_ok": 3, "frames_pool": 6,
+                             "frames_inline": 0, "bytes_out": 0, "errors": {}},
+                    "health": pool.participant_stats()}
+            console = Console(record=True, width=200, color_system=None)
+            console.print(render_demo(snap, None, "t"))
+            text = console.export_text()
+            assert "seal vp8 0x00000009" in text and "open vp8 0x00000009" in text
+            assert "bob<-alice" in text and "AuthenticationFailed 3" in text
+            assert "failing (3)" in text
+
+    run(main)
