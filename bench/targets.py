@@ -203,3 +203,33 @@ def targets_v1(res: Res) -> list[dict[str, Any]]:
     out.append(_target("inline: conference frames per CPU-second vs the livekit-client worker",
                        ">= 30x", v, v is not None and v >= 30, note))
     return out + _latency_targets(res, n)
+
+
+def dave_targets(res: Res) -> list[dict[str, Any]]:
+    """Issue 17's DAVE targets, from :mod:`framecrypt.bench.dave`'s result: the pool's
+    batch path ≥ 4× dave-py per frame, and per call ahead of both dave-py and davey;
+    each judged on its worst workload and direction (the note names it)."""
+    by_wl: dict[str, Any] = res["results"]
+
+    def us(wl: str, c: str, op: str) -> float | None:
+        v = by_wl.get(wl, {}).get(c, {}).get(op)
+        return None if v is None else float(v["us_per_frame"])
+
+    def worst(mine: tuple[str, ...], refs: tuple[str, ...]) -> tuple[float | None, str]:
+        low: tuple[float, str] | None = None
+        for wl in by_wl:
+            for op in ("seal", "open"):
+                best = min((u for c in mine if (u := us(wl, c, op))), default=None)
+                ref = min((u for c in refs if (u := us(wl, c, op))), default=None)
+                if best and ref and (low is None or ref / best < low[0]):
+                    low = (ref / best, f"{wl} {op}: {best:.2f} vs {ref:.2f} µs")
+        return (None, "not measured") if low is None else low
+
+    pools = tuple(c for wl in by_wl.values() for c in wl if c.startswith("framecrypt-pool"))
+    r, note = worst(pools, ("dave-py",))
+    out = [_target("DAVE pool batch: µs per frame vs dave-py (worst workload)", ">= 4x", r,
+                   r is not None and r >= 4, note)]
+    r, note = worst(("framecrypt-percall",), ("dave-py", "davey"))
+    out.append(_target("DAVE per call: µs per frame vs the faster of dave-py and davey",
+                       "> 1x", r, r is not None and r > 1, note))
+    return out
