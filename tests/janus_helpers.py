@@ -78,6 +78,25 @@ async def wait_until(cond: Callable[[], bool], timeout: float,
         await asyncio.sleep(0.05)
 
 
+def tone_recovered(hz: float) -> Callable[[Any], bool]:
+    """A decoded audio frame that is the tone ``hz`` (at least half of its energy at
+    ``hz``, Goertzel): what a recording of a tone decodes to, not noise."""
+    import numpy as np
+
+    def score(frame: Any) -> bool:
+        x = frame.to_ndarray().astype(np.float64)
+        x = x.reshape(-1) if x.shape[0] == 1 else x[0]
+        energy = float(np.dot(x, x))
+        if energy == 0.0:
+            return False
+        n = np.arange(len(x))
+        w = 2 * np.pi * hz / frame.sample_rate
+        power = abs(complex(np.dot(x, np.cos(w * n)), np.dot(x, np.sin(w * n)))) ** 2
+        return power / (len(x) / 2 * energy) > 0.5
+
+    return score
+
+
 def pattern_recovered(frame: Any) -> bool:
     """A decoded picture of the pattern frame its barcode names (PSNR ≥ 30 dB)."""
     return media.score(frame)[1] >= RECOVERED_DB

@@ -5,7 +5,8 @@ Two members publish the test pattern (VP8) and a tone (Opus) sealed in the LiveK
 format through Janus and open each other's frames: the picture and the tone come out;
 a member with a wrong key decodes nothing; Janus's own room recording of the sealed
 streams, converted by janus-pp-rec, decodes no frame of the pattern, while the
-recording of a clear publisher in the same room (the control) does.
+recording of a clear publisher in the same room (the control) does; the same for the
+tone on the audio recordings. Keepalives keep a session; silence loses it (JanusClosed).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ import os
 from pathlib import Path
 
 import pytest
-from janus_helpers import Member, janus_server, pattern_recovered, wait_until
+from janus_helpers import (
+    Member,
+    janus_server,
+    pattern_recovered,
+    tone_recovered,
+    wait_until,
+)
 from pool_helpers import run
 
 from framecrypt import Pool
@@ -84,6 +91,11 @@ def test_room_errors_and_publisher_events(janus_server: JanusServer) -> None:
                 parts = await alice.list_participants()
                 assert {p["display"] for p in parts} == {"alice", "bob"}
                 feed = ev.publisher.id
+                # a subscription (no receivers attached: nothing is opened) takes a
+                # configure (the simulcast layer switch; bob publishes one layer)
+                sub = await alice.subscribe(feed)
+                assert [s.mid for s in sub.streams] == ["0", "1"]
+                await sub.configure(substream=0, temporal=0, mid="0")
             finally:
                 await bob.close()
                 await pool.close()
@@ -92,6 +104,30 @@ def test_room_errors_and_publisher_events(janus_server: JanusServer) -> None:
             assert feed not in alice.publishers
 
     run(main, timeout=60)
+
+
+def test_keepalives_keep_a_session_and_silence_loses_it() -> None:
+    """Janus drops a session after session_timeout without a request: keepalives keep
+    one alive; the other one's next event and request raise JanusClosed."""
+    from janus_helpers import require_janus
+
+    from framecrypt.webrtc.errors import JanusClosed
+
+    require_janus()
+
+    async def main() -> None:
+        async with JanusServer(session_timeout=3) as j, \
+                JanusRoom.connect(j.ws_url, 5, display="kept", create=RoomOptions(),
+                                  keepalive_s=1) as kept, \
+                JanusRoom.connect(j.ws_url, 5, display="silent", keepalive_s=60) as silent:
+            with pytest.raises(JanusClosed, match="timed out"):
+                await silent.next_event(timeout=15)
+            with pytest.raises(JanusClosed):
+                await silent.list_participants()
+            parts = await kept.list_participants()
+            assert [p["display"] for p in parts] == ["kept"]
+
+    run(main, timeout=30)
 
 
 def test_e2ee_members_through_janus_and_janus_sees_nothing(janus_server: JanusServer,
@@ -138,20 +174,25 @@ def test_e2ee_members_through_janus_and_janus_sees_nothing(janus_server: JanusSe
             for m in reversed(members):
                 await m.close()
             await pool.close()
-        # Janus's own recording: sealed streams decode no pattern frame; carol's clear
-        # stream in the same room does (the witness can see when there is something)
-        checks = witness(rec_dir, tmp_path / "pp", video_score=pattern_recovered)
-        print("\n".join(map(str, checks)))
-        by = {(name, c.kind): c for c in checks for name, f in feeds.items()
-              if f"-user-{f}-" in c.mjr}
+        # Janus's own recording: sealed streams decode no pattern frame and no frame of
+        # their tone; carol's clear streams in the same room do (the witness can see
+        # when there is something to see); mallory published nothing
+        by = {}
+        for m in (alice, bob, carol):
+            checks = witness(rec_dir, tmp_path / "pp", video_score=pattern_recovered,
+                             audio_score=tone_recovered(m.tone_hz),
+                             match=f"-user-{feeds[m.name]}-")
+            print("\n".join(map(str, checks)))
+            assert sorted(c.kind for c in checks) == ["audio", "video"], checks
+            by.update({(m.name, c.kind): c for c in checks})
         for name in ("alice", "bob"):
-            v = by[(name, "video")]
-            assert v.codec == "vp8" and v.packets >= 60, v
-            assert v.decodable == 0, v
-        control = by[("carol", "video")]
-        assert control.packets >= 60 and control.decodable >= 30, control
-        assert by[("alice", "audio")].codec == "opus"
-        assert not any(name == "mallory" for name, _k in by)
+            v, a = by[(name, "video")], by[(name, "audio")]
+            assert v.codec == "vp8" and v.packets >= 60 and v.decodable == 0, v
+            assert a.codec == "opus" and a.packets >= 100 and a.decodable == 0, a
+        v, a = by[("carol", "video")], by[("carol", "audio")]
+        assert v.packets >= 60 and v.decodable >= 0.8 * v.packets, v
+        assert a.packets >= 100 and a.decodable >= 0.8 * a.packets, a
+        assert len(list(rec_dir.glob("*.mjr"))) == 6  # mallory published nothing
 
     run(main, timeout=110)
 
