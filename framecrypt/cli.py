@@ -270,7 +270,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           wrong_key=args.wrong_key, workers=args.workers,
                           report_dir=Path(args.report),
                           json_path=Path(args.json) if args.json else None, live=live,
-                          verify=args.verify, churn=args.churn, sfu=args.sfu)
+                          verify=args.verify, churn=args.churn, sfu=args.sfu,
+                          record_dir=Path(args.record) if args.record else None)
     if args.sfu == "janus":
         from framecrypt.webrtc.janus_server import janus_unavailable
 
@@ -303,6 +304,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for p in s["participants"]:
         print(f"  {p['name']:<8} sent {p['frames_sent']:>4}  decoded {p['frames_decoded']:>4}"
               f"  PSNR {p['psnr_db'] if p['psnr_db'] is not None else '-'} dB  ({p['key']} key)")
+    rec = s.get("recording")
+    if rec:
+        print(f"recording: {rec['dir']}/ (manifest.json)" + (
+            f" FAILED: {rec['error']}" if "error" in rec else ""))
+        for p in s["participants"]:
+            if "frames_written" in p:
+                print(f"  {p['name']:<8} {p['frames_written']:>5} frames written, PSNR "
+                      f"{p['recording_psnr_db']} dB" + (
+                          f", Janus's own recording: {p['janus_decodable_frames']} "
+                          "decodable" if "janus_decodable_frames" in p else ""))
     from framecrypt.demo.report import key_lines
 
     enc = sys.stdout.encoding or "utf-8"
@@ -346,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--sfu", choices=("relay", "janus"), default="relay",
                    help="what forwards the media: the embedded relay (default) or a "
                         "private Janus VideoRoom (needs the janus package)")
+    d.add_argument("--record", metavar="DIR",
+                   help="framecrypt record joins the room too and writes one file per "
+                        "participant here (docs/record.md)")
     d.set_defaults(func=cmd_demo)
     f = sub.add_parser("formats", help="seal/open real frames in every format, print a table")
     f.add_argument("--reps", type=int, default=200, help="timing repetitions per case")

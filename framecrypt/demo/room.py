@@ -36,6 +36,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from framecrypt.demo import media
 from framecrypt.demo.keyroom import KeyRoom, TrackedReceiver
+from framecrypt.record.demo import NAME as RECORDER
+from framecrypt.record.demo import DemoRecording, demo_source
+from framecrypt.record.demo import merge as merge_recording
 from framecrypt.webrtc import (
     SenderTransform,
     attach_sender,
@@ -68,6 +71,7 @@ class DemoOptions:
     verify: bool = False  # SAS between every pair
     churn: bool = True  # one joins late, one leaves (3+ participants)
     sfu: str = "relay"  # "relay" (the embedded relay) or "janus" (demo/janus_sfu.py)
+    record_dir: Path | None = None  # framecrypt record joins the room (record/demo.py)
 
     def names(self) -> list[str]:
         return [NAMES[i] if i < len(NAMES) else f"p{i + 1}" for i in range(self.participants)]
@@ -364,11 +368,13 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
     keys = KeyRoom(pool)
     churn = Churn(joiner, leaver)
     summary: dict[str, Any] = {}
+    recording: DemoRecording | None = None
     try:
         await pool.start()
         await relay.start(senders)
         # the signaling server: Olm sessions and key-info between the members present
-        await keys.open([n for n in senders if n != joiner])
+        await keys.open([n for n in senders if n != joiner]
+                        + ([RECORDER] if options.record_dir is not None else []))
         if options.verify:
             await keys.verify([(a, b) for a in keys.present for b in keys.present if a < b])
         for i, name in enumerate(everyone):
@@ -383,6 +389,9 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
         await asyncio.wait_for(asyncio.gather(*(p.connected.wait() for p in participants)),
                                CONNECT_TIMEOUT_S)
         t_media = time.monotonic()
+        if options.record_dir is not None:
+            recording = DemoRecording(pool, demo_source(relay, senders), options.record_dir)
+            recording.start()
         if ui is not None:
             ui.started(len(participants))
         deadline = t_media + options.duration
@@ -415,17 +424,22 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), min(0.25, deadline - now))
         elapsed = time.monotonic() - t_media
+        rec_summary = await recording.finish() if recording is not None else None
         options.report_dir.mkdir(parents=True, exist_ok=True)
         rep = await relay.call({"op": "report", "dir": str(options.report_dir.resolve())})
         summary = report.summarize(participants, pool, rep["stats"], elapsed, options,
                                    interrupted=stop.is_set(), relay_view=rep.get("view"))
         summary.update(rep.get("extra", {}))  # --sfu janus: what Janus recorded
         key_summary(summary, keys, participants, churn, t_media)
+        if rec_summary is not None:
+            merge_recording(summary, rec_summary)
         if ui is not None:
             ui.update(snapshot(participants, pool, rep["stats"], elapsed, options.duration))
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
+        if recording is not None:
+            await recording.finish()  # files finished on every path (no-op when done)
         await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
         await keys.close()
         await relay.stop()

@@ -6,9 +6,9 @@ it gets every sender's key over Olm like the participants do (pool participant
 subscribes through the room's source (the relay, or Janus), so the SFU forwards it the
 same sealed frames as everyone else. At the end each participant's recording is
 decoded and scored against the source (the test pattern: luma PSNR of the frame its
-barcode names) and, with Janus, Janus's own recording of the room is converted with
-``janus-pp-rec`` and decoded: ``janus_decodable_frames`` counts its frames that show
-the pattern (0: the server could not see).
+barcode names). With ``--sfu janus`` the demo puts, next to it, what Janus's own
+recording of the room decodes to (``janus_decodable_frames``, measured by
+:mod:`framecrypt.demo.janus_sfu`; 0: the server could not see).
 """
 
 from __future__ import annotations
@@ -64,20 +64,6 @@ def score_file(path: Path) -> dict[str, Any]:
     return {"frames_decoded": frames, "psnr_db": psnr, "decode_errors": errors}
 
 
-def janus_decodable(rec_dir: Path, out_dir: Path, feeds: dict[int, str]) -> dict[str, int]:
-    """Per participant (by feed id in the .mjr names): video frames of Janus's own
-    recording that decode to the pattern (PSNR >= 30 dB)."""
-    from framecrypt.demo import media
-    from framecrypt.webrtc.janus_recording import witness
-
-    checks = witness(rec_dir, out_dir, video_score=lambda fr: media.score(fr)[1] >= RECOVERED_DB)
-    out: dict[str, int] = {}
-    for fid, name in feeds.items():
-        out[name] = sum(c.decodable for c in checks
-                        if c.kind == "video" and f"-user-{fid}-" in c.mjr)
-    return out
-
-
 @dataclass
 class DemoRecording:
     """The recorder running next to the demo's participants (see the module doc)."""
@@ -85,11 +71,11 @@ class DemoRecording:
     pool: Pool
     source: RoomSource
     out_dir: Path
-    janus_rec_dir: Path | None = None  # Janus's own recording folder (--sfu janus)
     recorder: Recorder | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[dict[str, Any]] | None = None
+    _summary: dict[str, Any] | None = None
 
     def start(self) -> None:
         self.recorder = Recorder(self.pool, self.source, self.out_dir, key_name=key_name,
@@ -100,16 +86,18 @@ class DemoRecording:
         """Stop, finish the files and return the demo's ``recording`` summary."""
         if self._task is None:
             return {}
-        self._stop.set()
-        try:
-            self.manifest = await asyncio.wait_for(self._task, 30)
-        except (TimeoutError, Exception) as e:  # the demo reports it, it does not crash
-            return {"dir": str(self.out_dir), "error": type(e).__name__}
-        return await asyncio.to_thread(self.summarize)
+        if self._summary is None:
+            self._stop.set()
+            try:
+                self.manifest = await asyncio.wait_for(self._task, 30)
+            except Exception as e:  # the demo reports it (checks_failed), it does not crash
+                self._summary = {"dir": str(self.out_dir), "error": type(e).__name__}
+            else:
+                self._summary = await asyncio.to_thread(self.summarize)
+        return self._summary
 
     def summarize(self) -> dict[str, Any]:
-        """Per participant: frames written, the recording's PSNR against the source,
-        and (Janus) what Janus's own recording decodes to."""
+        """Per participant: frames written and the recording's PSNR against the source."""
         parts: dict[str, dict[str, Any]] = {}
         for name, p in self.manifest.get("participants", {}).items():
             scores = [score_file(self.out_dir / f["path"]) for f in p["files"]]
@@ -121,15 +109,45 @@ class DemoRecording:
                 "frames_rejected": p["frames_rejected"],
                 "files": [f["path"] for f in p["files"]],
             }
-        if self.janus_rec_dir is not None:
-            feeds = dict(getattr(self.source, "feeds_seen", {}))
-            try:
-                seen = janus_decodable(self.janus_rec_dir, self.out_dir / "janus-pp", feeds)
-            except Exception as e:  # reported in the summary, not raised
-                for part in parts.values():
-                    part["janus_recording_error"] = type(e).__name__
-            else:
-                for name, n in seen.items():
-                    parts.setdefault(name, {})["janus_decodable_frames"] = n
         return {"dir": str(self.out_dir), "manifest": str(self.out_dir / "manifest.json"),
                 "stopped": self.manifest.get("stopped"), "participants": parts}
+
+
+def demo_source(sfu: Any, senders: list[str]) -> RoomSource:
+    """The recorder's way into the demo room: the relay process or the private Janus."""
+    if getattr(sfu, "server", None) is not None:  # framecrypt.demo.janus_sfu.JanusSfu
+        from .janus_source import JanusSource
+
+        return JanusSource(sfu.server.ws_url, sfu.room_id, display=NAME,
+                           ice_address=sfu.server.ice_address)
+    from .relay_source import RelaySource
+
+    return RelaySource(f"127.0.0.1:{sfu.port}", senders, name=NAME)
+
+
+def merge(summary: dict[str, Any], recording: dict[str, Any]) -> None:
+    """Put the recording into the demo summary: ``recording`` and, per participant,
+    ``frames_written``, ``recording_psnr_db`` and (Janus) ``janus_decodable_frames``;
+    a participant whose recording does not show the picture fails the run."""
+    summary["recording"] = recording
+    janus = summary.get("sfu", {}).get("participants", {})
+    checks: list[str] = summary.setdefault("checks_failed", [])
+    rec = recording.get("participants", {})
+    if "error" in recording:
+        checks.append(f"the recorder failed: {recording['error']}")
+    for p in summary.get("participants", []):
+        name = p.get("name")
+        r = rec.get(name)
+        if r is None:
+            if p.get("frames_sent"):
+                checks.append(f"the recorder wrote nothing of {name}")
+            continue
+        p["frames_written"] = r["frames_written"]
+        p["recording_psnr_db"] = r["recording_psnr_db"]
+        if name in janus:
+            p["janus_decodable_frames"] = janus[name].get("janus_decodable_frames")
+        psnr = r["recording_psnr_db"]
+        if psnr is None or psnr < RECOVERED_DB:
+            checks.append(f"the recording of {name} does not show the picture sent "
+                          f"({psnr} dB)")
+    summary["ok"] = bool(summary.get("ok")) and not checks

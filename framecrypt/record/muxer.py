@@ -4,9 +4,9 @@ muxed with PyAV without re-encoding (WebM for VP8/Opus, Matroska when H.264 is i
 The container header names every stream, so a file opens once it knows which tracks
 it holds: when each track it expects has produced its first frame, or
 :data:`OPEN_GRACE_S` after the first frame (what came until then is buffered). A
-track that starts after the header was written cannot join this file: its frames are
-counted as ``late_track`` and the recorder starts a new part when the participant
-comes back.
+track that starts after the header was written cannot join this file (``add`` refuses
+it, counted as ``late_track``): the recorder then finishes this part and starts the
+next one with every track.
 
 H.264 streams get their codec parameters (avcC) from the first keyframe's SPS/PPS
 through a parsed template stream; VP8 dimensions come from the keyframe header.
@@ -26,7 +26,7 @@ import av
 from .errors import RecordingFailed
 from .source import CLOCK_RATES
 
-OPEN_GRACE_S = 1.0
+OPEN_GRACE_S = 3.0  # a subscriber's video waits for a keyframe: allow for a PLI or two
 MAX_PENDING = 600  # frames buffered before the header is written
 
 

@@ -231,6 +231,11 @@ class Recorder:
             t.waiting_keyframe = False
         t.close_gap(rel)
         f = self._file_for(p, now)
+        if f.is_open and t.kind not in f.codecs:
+            # a track that starts after the header: this part ends, the next has both
+            self._close_file(p.name, now)
+            f = self._file_for(p, now)
+            t.waiting_keyframe = False  # this frame starts the track (a keyframe on video)
         step = t.step_s(frame.timestamp)
         if step > GAP_S[t.kind]:
             t.gaps.append(Gap(rel - step, rel, "timestamp jump"))
