@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import random
@@ -91,6 +92,24 @@ def janus_unavailable() -> str | None:
     if local_ice_address() is None:
         return "no non-loopback IPv4 address for ICE (Janus never gathers on loopback)"
     return None
+
+
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # resolved here: the child between fork and exec only calls it
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent (thread) dies (Linux
+    ``PR_SET_PDEATHSIG``), so a killed test or demo leaves no Janus behind."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -236,6 +255,40 @@ class JanusServer:
     def start(self) -> JanusServer:
         """Start Janus and wait until its HTTP API answers ``info`` and its WebSocket
         port accepts connections; :class:`JanusUnavailable` if it cannot."""
+        try:
+            last = ""
+            for _attempt in range(3):  # a port taken between free_port() and bind: retry
+                proc = self._launch()
+                last = self._wait_ready(proc)
+                if not last:
+                    return self
+                self._terminate()
+            raise JanusUnavailable(f"Janus did not start: {last}\n{self.log_tail()}")
+        except BaseException:
+            self.stop()
+            raise
+
+    async def astart(self) -> JanusServer:
+        """:meth:`start` without blocking the event loop (the process is launched from
+        the loop's thread, so it dies with it; readiness is polled in a thread). A
+        cancelled start stops what it started."""
+        try:
+            last = ""
+            for _attempt in range(3):
+                proc = self._launch()
+                last = await asyncio.to_thread(self._wait_ready, proc)
+                if not last:
+                    return self
+                self._terminate()
+            raise JanusUnavailable(f"Janus did not start: {last}\n{self.log_tail()}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        """Write the config on fresh ports and spawn Janus (in its own session, so a
+        Ctrl-C in the terminal reaches the owner, which stops it; on Linux it also gets
+        SIGTERM when the thread that started it dies)."""
         if self.proc is not None:
             raise RuntimeError("already started")
         binary = self.binary or find_janus()
@@ -248,32 +301,21 @@ class JanusServer:
                 raise JanusUnavailable(janus_unavailable() or "no ICE address")
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="framecrypt-janus-"))
-        try:
-            last = ""
-            for _attempt in range(3):  # a port taken between free_port() and bind: retry
-                self.http_port, self.ws_port = free_port(), free_port()
-                cfg = self._write_config(lib)
-                self.proc = subprocess.Popen(
-                    [binary, "-F", str(cfg), "-C", str(cfg / "janus.jcfg")],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL, start_new_session=True)
-                last = self._wait_ready()
-                if not last:
-                    return self
-                self._terminate()
-            raise JanusUnavailable(f"Janus did not start: {last}\n{self.log_tail()}")
-        except BaseException:
-            self.stop()
-            raise
+        self.http_port, self.ws_port = free_port(), free_port()
+        cfg = self._write_config(lib)
+        self.proc = subprocess.Popen(
+            [binary, "-F", str(cfg), "-C", str(cfg / "janus.jcfg")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent)
+        return self.proc
 
-    def _wait_ready(self) -> str:
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> str:
         """'' when ready, else why not (the process died, or the deadline passed)."""
-        assert self.proc is not None
         deadline = time.monotonic() + self.ready_timeout
         why = "no answer"
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return f"exited with status {self.proc.returncode}"
+            if proc.poll() is not None:
+                return f"exited with status {proc.returncode}"
             try:
                 info = self.info(timeout=1.0)
                 if info.get("janus") == "server_info" and self._ws_accepts():
@@ -332,7 +374,7 @@ class JanusServer:
         self.stop()
 
     async def __aenter__(self) -> JanusServer:
-        return await asyncio.to_thread(self.start)
+        return await self.astart()
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
