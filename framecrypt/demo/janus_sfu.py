@@ -29,7 +29,7 @@ from framecrypt.demo import media
 from framecrypt.demo.keyroom import TrackedReceiver
 from framecrypt.webrtc import attach_sender, local_configuration, prefer_codecs
 from framecrypt.webrtc.errors import JanusError
-from framecrypt.webrtc.janus import JanusRoom, PublisherJoined, RoomOptions, Stream
+from framecrypt.webrtc.janus import JanusRoom, RoomOptions, Stream
 from framecrypt.webrtc.janus_recording import witness
 from framecrypt.webrtc.janus_server import JanusServer
 
@@ -105,12 +105,10 @@ class JanusSfu:
                     await self._subscribe(p, room, pub.id, view)
                 except JanusError:
                     done.discard(pub.display)
-            try:
-                ev = await room.next_event(timeout=3600)
+            try:  # wait for the next join or leave, then look at the map again
+                await room.next_event(timeout=3600)
             except JanusError:
                 return
-            if not isinstance(ev, PublisherJoined):
-                continue
 
     async def _subscribe(self, p: Participant, room: JanusRoom, feed: int,
                          view: RemoteView) -> None:

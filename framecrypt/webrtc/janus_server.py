@@ -254,7 +254,8 @@ class JanusServer:
 
     def start(self) -> JanusServer:
         """Start Janus and wait until its HTTP API answers ``info`` and its WebSocket
-        port accepts connections; :class:`JanusUnavailable` if it cannot."""
+        port accepts connections; :class:`JanusUnavailable` if it cannot. Call it from
+        a thread that outlives the server: Janus is stopped when that thread ends."""
         try:
             last = ""
             for _attempt in range(3):  # a port taken between free_port() and bind: retry
