@@ -270,7 +270,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           wrong_key=args.wrong_key, workers=args.workers,
                           report_dir=Path(args.report),
                           json_path=Path(args.json) if args.json else None, live=live,
-                          verify=args.verify, churn=args.churn, sfu=args.sfu,
+                          verify=args.verify, churn=args.churn and args.format != "dave",
+                          sfu=args.sfu, format=args.format,
                           record_dir=Path(args.record) if args.record else None)
     if args.sfu == "janus":
         from framecrypt.webrtc.janus_server import janus_unavailable
@@ -283,8 +284,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     via = "Janus's VideoRoom (a real SFU)" if args.sfu == "janus" else "an untrusted relay"
     print(f"framecrypt {__version__}: {names} join one room through {via}; "
           f"every frame sealed in a pool of {args.workers} workers ({args.duration:g} s)")
-    print("keys: Olm key exchange (framecrypt.keys) over the demo's signaling server, an "
-          "in-process bus; the relay sees only RTP"
+    print("keys: " + ("Discord DAVE frames keyed from one MLS group (framecrypt.keys."
+                      "dave_group members, an in-process voice gateway; no join/leave churn "
+                      "in this demo yet)" if args.format == "dave" else
+                      "Olm key exchange (framecrypt.keys) over the demo's signaling server, "
+                      "an in-process bus") + "; the relay sees only RTP"
           + (f"; {options.joiner()} joins late, {options.leaver()} leaves"
              if options.joiner() else ""))
     view = LiveView(live=live)
@@ -357,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--sfu", choices=("relay", "janus"), default="relay",
                    help="what forwards the media: the embedded relay (default) or a "
                         "private Janus VideoRoom (needs the janus package)")
+    d.add_argument("--format", choices=("livekit", "dave"), default="livekit",
+                   help="frame format: LiveKit (default, keys over Olm) or Discord DAVE "
+                        "(keys from a DAVE MLS group)")
     d.add_argument("--record", metavar="DIR",
                    help="framecrypt record joins the room too and writes one file per "
                         "participant here (docs/record.md)")

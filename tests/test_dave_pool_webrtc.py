@@ -6,6 +6,11 @@ the picture; a receiver with another sender's secret decodes nothing."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pool_helpers import run
 from test_webrtc import Call, RecordingSender, psnrs, wait_until
@@ -85,3 +90,22 @@ def test_dave_wrong_secret_decodes_nothing() -> None:
             await pool.close()
 
     run(main, timeout=55)
+
+
+def test_framecrypt_demo_format_dave(tmp_path: Path) -> None:
+    """``framecrypt demo --format dave``: a DAVE call through the untrusted relay, keyed
+    from one MLS group; mallory (a base secret of her own) decodes nothing."""
+    out = tmp_path / "s.json"
+    proc = subprocess.run([sys.executable, "-m", "framecrypt", "demo", "--format", "dave",
+                           "--participants", "2", "--wrong-key", "--duration", "3",
+                           "--json", str(out), "--report", "rep"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=50, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "DAVE frames keyed from one MLS group" in proc.stdout
+    s = json.loads(out.read_text())
+    assert s["ok"] is True and s["pool"]["frames_failed"] > 0  # mallory's refusals only
+    people = {p["name"]: p for p in s["participants"]}
+    for name in ("alice", "bob"):
+        assert people[name]["psnr_db"] > 30 and people[name]["frames_decoded"] > 30
+    assert people["mallory"]["frames_decoded"] == 0
+    assert s["relay"]["frames_decodable"] == 0

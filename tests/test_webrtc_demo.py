@@ -167,7 +167,7 @@ def test_formats_table_still_there(tmp_path: Path) -> None:
     proc = _run(["formats", "--reps", "1", "--json", "f.json"], tmp_path, timeout=40)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "f.json").read_text())["rows"]
-    assert {r["format"] for r in rows} == {"livekit", "jitsi", "sframe"}
+    assert {r["format"] for r in rows} == {"livekit", "jitsi", "sframe", "dave"}
 
 
 def test_join_room_example(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from framecrypt.demo import media
+from framecrypt.demo.dave_keys import DaveKeys
 from framecrypt.demo.keyroom import KeyRoom, TrackedReceiver
 from framecrypt.record.demo import NAME as RECORDER
 from framecrypt.record.demo import DemoRecording, demo_source
@@ -71,6 +72,7 @@ class DemoOptions:
     verify: bool = False  # SAS between every pair
     churn: bool = True  # one joins late, one leaves (3+ participants)
     sfu: str = "relay"  # "relay" (the embedded relay) or "janus" (demo/janus_sfu.py)
+    format: str = "livekit"  # or "dave": keys from a DAVE MLS group (demo/dave_keys.py)
     record_dir: Path | None = None  # framecrypt record joins the room (record/demo.py)
 
     def names(self) -> list[str]:
@@ -363,9 +365,9 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
     # keys change under the receivers (join ratchet, leave rotation) while frames sealed
     # under the old ones are still in flight: never mark a key invalid after failures
     # (livekit's failureTolerance), as Jitsi and livekit's external key provider
-    pool = Pool(workers=options.workers, placement=options.placement,
+    pool = Pool(workers=options.workers, placement=options.placement, format=options.format,
                 livekit__failure_tolerance=-1)
-    keys = KeyRoom(pool)
+    keys: Any = DaveKeys(pool) if options.format == "dave" else KeyRoom(pool)
     churn = Churn(joiner, leaver)
     summary: dict[str, Any] = {}
     recording: DemoRecording | None = None
@@ -382,7 +384,9 @@ async def run(options: DemoOptions, ui: Any = None) -> DemoResult:
                 continue
             if name == INTRUDER:  # not in the key exchange: a key of her own making
                 for other in senders:
-                    await pool.set_key(f"{name}<-{other}", secrets.token_bytes(32))
+                    await (pool.set_dave_key(f"{name}<-{other}", 1, secrets.token_bytes(16))
+                           if options.format == "dave" else
+                           pool.set_key(f"{name}<-{other}", secrets.token_bytes(32)))
             participants.append(Participant(name, i, name != INTRUDER, senders, pool,
                                             options.fps))
         await asyncio.gather(*(relay.join(p, tones) for p in participants))
