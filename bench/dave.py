@@ -62,7 +62,7 @@ async def measure(frames: int, rounds: int, workers: list[int]) -> dict[str, Any
     meta = {"cpus": os.cpu_count(), "frames": {wl.name: len(wl.frames) for wl in wls},
             "mean_bytes": {wl.name: sum(map(len, wl.frames)) // len(wl.frames) for wl in wls},
             "rounds": rounds, "workers": workers, "native": info()}
-    res = {"meta": meta, "results": results}
+    res: dict[str, Any] = {"meta": meta, "results": results}
     res["targets"] = dave_targets(res)
     return res
 

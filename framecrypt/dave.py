@@ -50,9 +50,23 @@ from framecrypt.workers.dave.receiver import CRYPTOR_EXPIRY, Receiver
 from framecrypt.workers.dave.sender import CODECS, Sender
 
 __all__ = [
-    "BASE_SECRET_BYTES", "CACHE_SIZE", "CODECS", "CRYPTOR_EXPIRY", "EXPORTER_LABEL",
-    "OPUS_SILENCE", "Footer", "KeyRatchet", "Receiver", "Sender", "base_secret",
-    "as_received", "is_dave_frame", "nonce_of", "open", "parse", "seal",
+    "BASE_SECRET_BYTES",
+    "CACHE_SIZE",
+    "CODECS",
+    "CRYPTOR_EXPIRY",
+    "EXPORTER_LABEL",
+    "OPUS_SILENCE",
+    "Footer",
+    "KeyRatchet",
+    "Receiver",
+    "Sender",
+    "as_received",
+    "base_secret",
+    "is_dave_frame",
+    "nonce_of",
+    "open",
+    "parse",
+    "seal",
 ]
 
 CACHE_SIZE = 64

@@ -69,7 +69,10 @@ class _DavePy:
         self.s.set_external_sender(payload)
 
     def key_package(self) -> bytes:
-        return bytes(self.s.get_marshalled_key_package())
+        kp = self.s.get_marshalled_key_package()
+        if kp is None:
+            raise RuntimeError("dave-py made no key package")
+        return bytes(kp)
 
     def proposals(self, payload: bytes, recognized: set[int]) -> bytes | None:
         out = self.s.process_proposals(payload, {str(u) for u in recognized})
