@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -215,3 +216,24 @@ def test_record_cli_sigint_leaves_valid_files(tmp_path: Path) -> None:
     for name in room:
         assert m["participants"][name]["files"][0]["ended_at_s"] is not None
         assert f"{name}" in stdout
+
+
+def test_record_cli_unreachable_room_and_bad_key_file(tmp_path: Path) -> None:
+    """A relay that is not there, or a key file that does not parse: a clear message
+    naming no key, exit status 1."""
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"default": [{"index": 0, "passphrase": "hunter2 secret"}]}')
+    base = [sys.executable, "-m", "framecrypt", "record", "--room", "alice", "--workers",
+            "1", "--out", str(tmp_path / "rec"), "--no-progress"]
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.run([*base, "--relay", f"127.0.0.1:{port}", "--key-file", str(keys)],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "relay 127.0.0.1" in p.stderr and "hunter2" not in p.stdout + p.stderr
+    keys.write_text('{"default": [{"index": 0, "key_hex": "hunter2"}]}')
+    p = subprocess.run([*base, "--relay", f"127.0.0.1:{port}", "--key-file", str(keys)],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert p.returncode == 1 and "key_hex is not hex" in p.stderr, p.stderr
+    assert "hunter2" not in p.stdout + p.stderr
