@@ -81,6 +81,22 @@ def pattern_i420(start: int, count: int, width: int, height: int) -> bytes:
                     for t in range(start, start + count))
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies waiting for their new
+    parent to reap them do not count)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
 class BrowserMember:
     """One Chromium member (see the module docstring)."""
 
@@ -168,6 +184,11 @@ class BrowserMember:
         if proc is not None:  # the group's other processes (renderers, GPU, utility)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            # until the group is gone (bounded), so none writes into the profile after
+            # it is removed
+            deadline = asyncio.get_running_loop().time() + 5
+            while group_alive(proc.pid) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
