@@ -342,8 +342,7 @@ class Engine:
         cryptor = p.cryptor
         assert cryptor is not None
         try:
-            # the frame type comes from the frame; the flag is a checked hint (tried
-            # second, for frames whose bytes do not carry their type)
+            # (the type comes from the frame; the flag is a checked hint, tried second)
             return cryptor.decrypt(bytes(data), codec=codec, keyframe=keyframe)
         finally:
             for ev in cryptor.events():
@@ -470,12 +469,12 @@ class Engine:
         o_mv: Any = out  # (None only when not fast: then no frame takes the fast path)
         i = o = k = 0
         ctr = counter0
-        names, ncodecs = wire.CODECS, len(wire.CODECS)
+        infer = native_loop.NO_INFER if enc or not fast else native_loop.infer(self.jitsi)
         for ln, cid, fl, ssrc, ts in zip(lengths, codecs, flags, ssrcs, tss, strict=False):
-            # codec ids and flags are bytes: the index is < 512. A receiver reads the
-            # frame type from the frame (its first bytes), never from the flag
-            kf = fl & 1 if enc else cid < ncodecs and sealed_keyframe(
-                names[cid], inp[i : i + (ln if ln < 10 else 10)])
+            # codec ids and flags are bytes: the index is < 512; a receiver reads the
+            name = infer[cid]  # frame type from the frame (its first bytes), not the flag
+            kf = fl & 1 if name is None else sealed_keyframe(
+                name, inp[i : i + (ln if ln < 10 else 10)])
             nclear = fixed[cid << 1 | kf]
             # (an empty frame takes the full path: it passes through unsealed)
             if nclear is not None and nclear <= ln and ln and o + ln + 30 <= out_len:

@@ -22,7 +22,8 @@ from framecrypt.workers.native import NATIVE, is_native_key
 if TYPE_CHECKING:
     from framecrypt.workers.engine import Engine, Overflow
 
-__all__ = ["column_count", "key_table", "rules", "run", "u8_column", "u32_column"]
+__all__ = ["NO_INFER", "column_count", "infer", "key_table", "rules", "run", "u8_column",
+           "u32_column"]
 
 
 def rules(jitsi: bool) -> bytes:
@@ -40,6 +41,26 @@ def rules(jitsi: bool) -> bytes:
             table[cid << 1 | kf] = nal[codec] if n is None else n
         table[512 + cid] = KF_KIND.get(codec, 0)
     return bytes(table)
+
+
+NO_INFER: list[str | None] = [None] * 256
+_INFER: dict[bool, list[str | None]] = {}
+
+
+def infer(jitsi: bool) -> list[str | None]:
+    """The pure batch loop's counterpart of the kinds in :func:`rules`: by codec id
+    byte, the codec name where the fixed clear count depends on the frame type (read
+    from the frame with ``codecs.sealed_keyframe``), else None (the flag is used; both
+    rules are the same, or the frame takes the full path)."""
+    got = _INFER.get(jitsi)
+    if got is None:
+        got = [None] * 256
+        for cid, codec in enumerate(wire.CODECS):
+            pair = (lkframe._fixed_clear(codec, False, jitsi),
+                    lkframe._fixed_clear(codec, True, jitsi))
+            got[cid] = codec if pair[0] is not None and pair[0] != pair[1] else None
+        _INFER[jitsi] = got
+    return got
 
 
 def key_table(engine: Engine, pidx: int) -> tuple[Any, ...] | None:
