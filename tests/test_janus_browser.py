@@ -73,7 +73,7 @@ def chromium() -> str:
     reasons = []
     binary = os.environ.get("CHROMIUM") or shutil.which("chromium") \
         or shutil.which("chromium-browser")
-    if binary is None:
+    if binary is None or not os.access(binary, os.X_OK):
         reasons.append("chromium not found (run .ci/install-chromium or set CHROMIUM)")
     if not lk_oracle.WORKER_BUNDLE.is_file() or not UMD_BUNDLE.is_file():
         reasons.append("livekit-client not installed: run `make node`")
