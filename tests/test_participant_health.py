@@ -414,3 +414,57 @@ def test_demo_view_shows_the_pool_streams() -> None:
             assert "failing (3)" in text
 
     run(main)
+
+
+def test_scrapes_from_the_server_thread_during_traffic_only_see_growing_counters() -> None:
+    """The /metrics endpoint reads the books from its own thread while the loop writes
+    them (outcomes, new participants taking labels, removals freeing them)."""
+    import urllib.request
+
+    from framecrypt.broker.metrics import serve
+
+    async def main() -> None:
+        async with Pool(workers=1, transport="inline", placement="auto",
+                        participant_labels=8) as pool:
+            server = serve(pool, 0)
+            url = f"http://127.0.0.1:{server.port}/metrics"
+            try:
+                done = False
+                scrapes: list[Samples] = []
+
+                def scrape_until_done() -> None:
+                    while not done or len(scrapes) < 3:
+                        with urllib.request.urlopen(url, timeout=10) as r:
+                            scrapes.append(samples(r.read()))
+
+                scraper = asyncio.get_running_loop().run_in_executor(None, scrape_until_done)
+                for round_ in range(30):
+                    for k in range(6):
+                        name = f"u{round_ * 6 + k}"
+                        if k % 2:  # half of them fail (no key)
+                            await pool.set_key(name, key_for(name))
+                        await pool.encrypt_many(name, [Frame(b"\x01" * 30, "vp8", ssrc=k)] * 20,
+                                                return_exceptions=True)
+                    await pool.remove_participant(f"u{round_ * 6}")
+                done = True
+                await asyncio.wait_for(scraper, 60)
+            finally:
+                server.close()
+            assert len(scrapes) >= 3
+            last: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+            for smp in scrapes:
+                for key, v in smp.items():
+                    if key[0].endswith("_total") and key in last:
+                        assert v >= last[key], key
+                last.update({k: v for k, v in smp.items() if k[0].endswith("_total")})
+                labels = {dict(k[1]).get("participant") for k in smp
+                          if k[0] == "framecrypt_participant_frames_total"}
+                assert len(labels) <= 9
+            # removed labelled participants' series are gone; the rest is all there
+            st = pool.stats()
+            assert st["frames_ok"] == st["frames_failed"] == 30 * 3 * 20
+            exported = sum(v for _, v in series(scrapes[-1],
+                                                "framecrypt_participant_frames_total"))
+            assert 30 * 6 * 20 - 30 * 20 <= exported <= 30 * 6 * 20
+
+    run(main, timeout=120)
