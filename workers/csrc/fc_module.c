@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fc_gcm.h"
+#include "fc_dave.h"
 #include "fc_h26x.h"
 #include "fc_lk.h"
 
@@ -328,6 +329,7 @@ static fc_gcm *key_of(PyObject *o)
 #include "fc_runs.inc"
 #include "fc_util.inc"
 #include "fc_sframe.inc"
+#include "fc_dave.inc"
 
 /* ---------------------------------------------------------------- module */
 
@@ -373,6 +375,7 @@ static PyMethodDef module_methods[] = {
     RUN_METHODS
     UTIL_METHODS
     SFRAME_METHODS
+    DAVE_METHODS
     {NULL, NULL, 0, NULL},
 };
 

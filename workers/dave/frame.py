@@ -27,7 +27,7 @@ from framecrypt.errors import (
     MalformedFrame,
     UnsupportedCodec,
 )
-from framecrypt.workers import leb128
+from framecrypt.workers import leb128, native
 from framecrypt.workers.native import Gcm, aesgcm
 
 from . import footer, h26x
@@ -154,14 +154,20 @@ def seal(key: Key, truncated_nonce: int, frame: BytesLike,
          ranges: footer.Ranges = ()) -> bytes:
     """Seal ``frame`` leaving ``ranges`` clear (and authenticated)."""
     aead = _aead(key)
+    if native.is_native_key(aead) and (not ranges or (len(ranges) == 1 and ranges[0][0] == 0)):
+        # the C path (fc_dave.c): no clear range, or one clear prefix
+        sealed: bytes | None = native.NATIVE.dave_seal(aead, truncated_nonce, frame,
+                                                       ranges[0][1] if ranges else 0)
+        if sealed is not None:
+            return sealed
     if not ranges:
-        sealed = aead.encrypt(gcm_nonce(truncated_nonce), frame, None)
-        return sealed[:-16] + footer.serialize(sealed[-16:-8], truncated_nonce, ranges)
+        whole = aead.encrypt(gcm_nonce(truncated_nonce), frame, None)
+        return whole[:-16] + footer.serialize(whole[-16:-8], truncated_nonce, ranges)
     footer.check_ranges(ranges, len(frame))
     clear, plain = _split(frame, ranges, len(frame))
-    sealed = aead.encrypt(gcm_nonce(truncated_nonce), plain, clear)
-    body = _interleave(ranges, clear, sealed[:-16])
-    return bytes(body) + footer.serialize(sealed[-16:-8], truncated_nonce, ranges)
+    whole = aead.encrypt(gcm_nonce(truncated_nonce), plain, clear)
+    body = _interleave(ranges, clear, whole[:-16])
+    return bytes(body) + footer.serialize(whole[-16:-8], truncated_nonce, ranges)
 
 
 def seal_codec(key: Key, truncated_nonce: int, codec: str, frame: BytesLike) -> bytes:
@@ -188,6 +194,16 @@ def seal_h26x(key: Key, first_nonce: int, codec: str, frame: BytesLike) -> tuple
     raise DroppedFrame("every H.26x sealing attempt held a start code")
 
 
+def quick_footer(data: BytesLike) -> footer.Footer:
+    """The footer of ``data`` with its nonce only, read by the C path where it runs (the
+    rest is read if the C path cannot open the frame); :func:`footer.parse` else."""
+    if native.active():
+        nonce = native.NATIVE.dave_nonce(data)
+        if nonce >= 0:
+            return footer.Footer(b"", nonce, (), -1)
+    return footer.parse(data)
+
+
 def open_frame(key: Key, frame: BytesLike) -> bytes:
     """Open a sealed frame; :class:`MalformedFrame` for a bad footer,
     :class:`AuthenticationFailed` when it does not authenticate under ``key``."""
@@ -197,8 +213,15 @@ def open_frame(key: Key, frame: BytesLike) -> bytes:
 
 
 def open_parsed(key: Key, frame: BytesLike, f: footer.Footer) -> bytes:
-    """Open ``frame`` whose footer is already parsed as ``f``."""
+    """Open ``frame`` whose footer is already parsed as ``f`` (or, with the C path,
+    only its nonce read: ``f.body_len`` -1, see :func:`quick_footer`)."""
     aead = _aead(key)  # (once per frame for raw keys: pass KeyRatchet.aead objects)
+    if native.is_native_key(aead):
+        opened: bytes | None = native.NATIVE.dave_open(aead, frame)
+        if opened is not None:
+            return opened
+    if f.body_len < 0:  # the reference takes it from here: the whole footer
+        f = footer.parse(frame)
     nonce = gcm_nonce(f.nonce)
     if not f.ranges:
         cipher: BytesLike = memoryview(frame)[: f.body_len]
