@@ -235,11 +235,11 @@ def welcome_refs(blob: bytes) -> list[bytes]:
     r = Reader(blob)
     if r.u16() != SUITE_P256:
         raise MlsError("welcome: not cipher suite 2")
-    secrets = Reader(r.vec())
+    entries = Reader(r.vec())
     refs = []
-    while not secrets.done():
-        refs.append(secrets.vec())
-        secrets.vec(), secrets.vec()  # HPKECiphertext: kem_output, ciphertext
+    while not entries.done():
+        refs.append(entries.vec())
+        entries.vec(), entries.vec()  # HPKECiphertext: kem_output, ciphertext
     r.vec()  # encrypted_group_info
     if not r.done():
         raise MlsError("welcome: trailing bytes")
