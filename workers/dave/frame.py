@@ -34,6 +34,8 @@ from . import footer, h26x
 
 BytesLike = bytes | bytearray | memoryview
 _NONCE_PREFIX: Final = bytes(8)
+_C: Final = native.NATIVE  # the extension (None when not built)
+_C_GCM: Final[type | None] = _C.AesGcm if _C is not None else None
 OPUS_SILENCE: Final = b"\xf8\xff\xfe"
 VP8_KEYFRAME_CLEAR = 10
 VP8_DELTA_CLEAR = 1
@@ -154,10 +156,10 @@ def seal(key: Key, truncated_nonce: int, frame: BytesLike,
          ranges: footer.Ranges = ()) -> bytes:
     """Seal ``frame`` leaving ``ranges`` clear (and authenticated)."""
     aead = _aead(key)
-    if native.is_native_key(aead) and (not ranges or (len(ranges) == 1 and ranges[0][0] == 0)):
+    if type(aead) is _C_GCM and (not ranges or (len(ranges) == 1 and ranges[0][0] == 0)):
         # the C path (fc_dave.c): no clear range, or one clear prefix
-        sealed: bytes | None = native.NATIVE.dave_seal(aead, truncated_nonce, frame,
-                                                       ranges[0][1] if ranges else 0)
+        sealed: bytes | None = _C.dave_seal(aead, truncated_nonce, frame,
+                                            ranges[0][1] if ranges else 0)
         if sealed is not None:
             return sealed
     if not ranges:
@@ -198,7 +200,7 @@ def quick_footer(data: BytesLike) -> footer.Footer:
     """The footer of ``data`` with its nonce only, read by the C path where it runs (the
     rest is read if the C path cannot open the frame); :func:`footer.parse` else."""
     if native.active():
-        nonce = native.NATIVE.dave_nonce(data)
+        nonce = _C.dave_nonce(data)
         if nonce >= 0:
             return footer.Footer(b"", nonce, (), -1)
     return footer.parse(data)
@@ -216,8 +218,8 @@ def open_parsed(key: Key, frame: BytesLike, f: footer.Footer) -> bytes:
     """Open ``frame`` whose footer is already parsed as ``f`` (or, with the C path,
     only its nonce read: ``f.body_len`` -1, see :func:`quick_footer`)."""
     aead = _aead(key)  # (once per frame for raw keys: pass KeyRatchet.aead objects)
-    if native.is_native_key(aead):
-        opened: bytes | None = native.NATIVE.dave_open(aead, frame)
+    if type(aead) is _C_GCM:
+        opened: bytes | None = _C.dave_open(aead, frame)
         if opened is not None:
             return opened
     if f.body_len < 0:  # the reference takes it from here: the whole footer
