@@ -134,3 +134,19 @@ def test_libdave_and_davey_frames_open_in_the_pool(call: Call) -> None:
     from framecrypt.errors import ReplayedFrame
 
     assert isinstance(c[0], AuthenticationFailed) and isinstance(c[1], ReplayedFrame)
+
+
+def test_dave_bench_smoke() -> None:
+    """python -m framecrypt.bench.dave, tiny: every contender's outputs are checked on
+    the first round (the run raises otherwise) and both targets are judged."""
+    import asyncio
+
+    from framecrypt.bench import dave as bench
+
+    res = asyncio.run(bench.measure(frames=20, rounds=1, workers=[1]))
+    names = {"framecrypt-percall", "framecrypt-percall-python", "framecrypt-pool-batch-1w",
+             "dave-py", "davey"}
+    for wl in ("opus", "vp8", "h264"):
+        assert set(res["results"][wl]) == names
+    assert [t["pass"] is not None for t in res["targets"]] == [True, True]
+    assert "DAVE pool batch" in bench.table(res)
