@@ -75,8 +75,8 @@ def test_record_relay_room_rotation_leave_wrong_key(tmp_path: Path) -> None:
     try:
         pubs = Publishers(relay.address, ROOM, key0)
 
-        async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
-            marks: dict[str, float] = {}
+        async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+            marks: dict[str, Any] = {}
             async with Pool(workers=1, placement="pool",
                             livekit__failure_tolerance=-1) as pool, \
                     Pool(workers=1, placement="pool") as bad_pool:
@@ -93,8 +93,8 @@ def test_record_relay_room_rotation_leave_wrong_key(tmp_path: Path) -> None:
                 async def drive() -> None:
                     assert pubs is not None
                     await asyncio.sleep(2.5)
-                    marks["ratchet"] = time.monotonic()
                     pubs.call(op="ratchet", name="bob")
+                    marks["at_ratchet"] = pubs.call(op="stats")["sent"]
                     await asyncio.sleep(1.0)
                     # alice's new key reaches the recorder first (as a key exchange would)
                     keys.write_text(json.dumps({"default": [{"index": 0, "key_hex": key0}],
@@ -104,10 +104,9 @@ def test_record_relay_room_rotation_leave_wrong_key(tmp_path: Path) -> None:
                     while kf.loads < 2:
                         await asyncio.sleep(0.05)
                     pubs.call(op="rotate", name="alice", index=1, key_hex=key1)
-                    marks["rotate"] = time.monotonic()
+                    marks["at_rotate"] = pubs.call(op="stats")["sent"]
                     await asyncio.sleep(1.5)
                     pubs.call(op="leave", name="carol")
-                    marks["leave"] = time.monotonic()
                     await asyncio.sleep(3.5)
                     marks["sent"] = pubs.call(op="stats")["sent"]
                     relay.stop()  # the room ends
@@ -132,25 +131,30 @@ def test_record_relay_room_rotation_leave_wrong_key(tmp_path: Path) -> None:
     assert sorted(good["participants"]) == ROOM
     decoded = _check_files(good, tmp_path / "good", ROOM)
     alice, bob, carol = (good["participants"][n] for n in ROOM)
-    sent: dict[str, dict[str, int]] = marks["sent"]  # type: ignore[assignment]
     for name, p in good["participants"].items():
         # a ratchet replaces the old key: a frame sealed just before it that arrives
         # after the first frame on the new generation no longer opens (as in browsers)
         assert sum(p["frames_rejected"].values()) <= (5 if name == "bob" else 0), (
             name, p["frames_rejected"])
-        assert p["tracks"]["video"]["frames_written"] >= 0.9 * sent[name]["video"] - 20, (
-            name, p["tracks"]["video"], sent[name])
+        for t in p["tracks"].values():  # what opened was written (what the relay
+            # forwarded depends on the machine's load: the relay drops to a keyframe)
+            assert t["frames_written"] == t["frames_opened"] - t["frames_skipped"] \
+                - t["frames_not_muxed"] and t["frames_not_muxed"] == 0, (name, t)
+        assert p["tracks"]["video"]["frames_written"] >= 45, (name, p["tracks"])
     # alice switched keys: one key index change per track, and recording went on
     changes = [k for k in alice["key_rotations"] if k["kind"] == "key index"]
     assert {(k["previous_index"], k["key_index"], k["track"]) for k in changes} == {
         (0, 1, "video"), (0, 1, "audio")}
-    assert max(decoded["alice"][0]["indices"]) >= pattern_start(0) + sent["alice"]["video"] - 20
+    # the pattern's index is the frame count: frames sealed after the switch were written
+    after = pattern_start(0) + marks["at_rotate"]["alice"]["video"]
+    assert sum(t >= after for d in decoded["alice"] for t in d["indices"]) >= 10
     # bob's key ratcheted: the recorder followed (livekit ratchet window), no frame lost
     assert [k["kind"] for k in bob["key_rotations"]] == ["ratchet"]
-    assert max(decoded["bob"][0]["indices"]) >= pattern_start(1) + sent["bob"]["video"] - 20
+    after = pattern_start(1) + marks["at_ratchet"]["bob"]["video"]
+    assert sum(t >= after for d in decoded["bob"] for t in d["indices"]) >= 10
     # carol left: her file was finished about when she stopped, the others' later
     assert carol["left_at_s"] is not None and alice["left_at_s"] is None
-    assert carol["files"][0]["ended_at_s"] < alice["files"][0]["ended_at_s"] - 1.5
+    assert carol["files"][-1]["ended_at_s"] < alice["files"][-1]["ended_at_s"] - 1.5
     assert good["totals"]["frames_written"] == sum(p["frames_written"] for p in (
         alice, bob, carol))
     # the wrong key: every frame rejected, counted by reason, nothing written
