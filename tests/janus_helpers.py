@@ -123,8 +123,9 @@ class Member:
     """One Python member of a Janus room (see the module docstring)."""
 
     def __init__(self, name: str, pool: Any, *, tone_hz: float, start: int = 0,
-                 seal: bool = True, publishes: bool = True) -> None:
+                 seal: bool = True, publishes: bool = True, video_codec: str = "vp8") -> None:
         self.name = name
+        self.video_codec = video_codec
         self.pool = pool
         self.tone_hz = tone_hz
         self.start = start
@@ -144,7 +145,7 @@ class Member:
         if self.publishes:
             pc = RTCPeerConnection(local_configuration())
             tv = pc.addTransceiver(media.PatternTrack(start=self.start), "sendonly")
-            prefer_codecs(tv, "vp8")
+            prefer_codecs(tv, self.video_codec)
             ta = pc.addTransceiver(media.ToneTrack(self.tone_hz), "sendonly")
             prefer_codecs(ta, "opus")
             if self.seal:

@@ -197,6 +197,39 @@ def test_e2ee_members_through_janus_and_janus_sees_nothing(janus_server: JanusSe
     run(main, timeout=110)
 
 
+def test_h264_room_e2ee(janus_server: JanusServer) -> None:
+    """An H.264 room: the sealed frames (clear NAL headers, RBSP-escaped ciphertext)
+    survive Janus's H.264 handling and open on the other side; a wrong key opens none."""
+
+    async def main() -> None:
+        pool = Pool(workers=1)
+        await pool.start()
+        for ctx, key in (("alice", KEY_A), ("bob<-alice", KEY_A),
+                         ("mallory<-alice", WRONG)):
+            await pool.set_key(ctx, key)
+        alice = Member("alice", pool, tone_hz=440.0, video_codec="h264")
+        bob = Member("bob", pool, tone_hz=0.0, publishes=False)
+        mallory = Member("mallory", pool, tone_hz=0.0, publishes=False)
+        try:
+            await alice.join(janus_server, 264, create=RoomOptions(videocodec="h264"))
+            await bob.join(janus_server, 264)
+            await mallory.join(janus_server, 264)
+            pub = await bob.room.wait_for_publisher("alice", timeout=20)  # type: ignore[union-attr]
+            assert pub.streams[0].codec == "h264"
+            ba = await bob.subscribe("alice", "bob<-alice")
+            ma = await mallory.subscribe("alice", "mallory<-alice")
+            await wait_until(lambda: ba.frames >= 45, 40, lambda: f"{ba.frames} frames")
+            assert ba.video is not None and ba.video.stats.frames_failed == 0
+            assert min(ba.psnrs[2:]) > 30, ba.psnrs
+            assert ma.frames == 0 and ma.video is not None and ma.video.stats.frames_failed > 0
+        finally:
+            for m in (mallory, bob, alice):
+                await m.close()
+            await pool.close()
+
+    run(main, timeout=90)
+
+
 # ---- a hostile or broken server: typed errors, nothing hangs (no Janus needed) ----------
 
 
