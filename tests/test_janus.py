@@ -266,7 +266,7 @@ ATTACHED = {"janus": "success", "data": {"id": 2}}
 
 @pytest.mark.parametrize("case", ["not json", "no type", "bad id", "core error",
                                   "plugin error", "silence", "close", "bad jsep",
-                                  "bad publishers"])
+                                  "bad publishers", "too many publishers"])
 def test_hostile_server_replies_are_typed_errors(case: str) -> None:
     from framecrypt.webrtc.errors import (
         JanusClosed,
@@ -294,6 +294,11 @@ def test_hostile_server_replies_are_typed_errors(case: str) -> None:
         "bad publishers": ([CREATED, ATTACHED, {"janus": "event", "plugindata": {
             "plugin": "janus.plugin.videoroom", "data": {
                 "videoroom": "joined", "id": 5, "publishers": [{"id": "x"}]}}}],
+            JanusProtocolError, None),
+        "too many publishers": ([CREATED, ATTACHED, {"janus": "event", "plugindata": {
+            "plugin": "janus.plugin.videoroom", "data": {
+                "videoroom": "joined", "id": 5,
+                "publishers": [{"id": i} for i in range(10, 5010)]}}}],
             JanusProtocolError, None),
     }
     script, expected, code = scripts[case]

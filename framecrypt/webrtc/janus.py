@@ -57,6 +57,7 @@ __all__ = [
 
 VIDEOROOM = "janus.plugin.videoroom"
 MAX_EVENTS = 1000  # room events kept for next_event(); older ones are dropped
+MAX_PUBLISHERS = 4096  # a server announcing more is not a VideoRoom (memory bound)
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,8 @@ class JanusRoom:
             pub = _publisher(p, request)
             if pub.id == self.feed_id:
                 continue
+            if pub.id not in self.publishers and len(self.publishers) >= MAX_PUBLISHERS:
+                raise JanusProtocolError(f"more than {MAX_PUBLISHERS} publishers", request)
             self.publishers[pub.id] = pub
             self._push(PublisherJoined(pub))
 
