@@ -6,7 +6,9 @@ hostile frames included; every frame with many clear ranges too."""
 
 from __future__ import annotations
 
+import os
 import random
+from typing import Any
 
 import pytest
 
@@ -14,11 +16,22 @@ from framecrypt.errors import FramecryptError
 from framecrypt.workers import native
 from framecrypt.workers.dave import footer, frame, ratchet
 
-if native.NATIVE is None:
-    pytest.fail("the native extension is not built (make builds it; CI needs it)")
-
-N = native.NATIVE
+FORCED_PURE = os.environ.get("FRAMECRYPT_NATIVE") == "0"
+CI = os.environ.get("CI") == "true"
+N: Any = native.NATIVE
 KEY = ratchet.key_for_generation(bytes(range(16)), 0)
+
+
+@pytest.fixture(autouse=True)
+def _native_path() -> None:
+    """Skipped only with FRAMECRYPT_NATIVE=0 (make test's pure pass); a missing
+    extension fails under CI and is skipped with the reason elsewhere."""
+    if FORCED_PURE:
+        pytest.skip("FRAMECRYPT_NATIVE=0: the pure core runs")
+    if N is None or not hasattr(N, "dave_open"):
+        if CI:
+            pytest.fail(f"CI: the extension's DAVE slice must run ({native.info()['why']})")
+        pytest.skip(f"extension not running here: {native.info()['why']}")
 
 
 def _native_key() -> object:
