@@ -79,20 +79,22 @@ async def wait_until(cond: Callable[[], bool], timeout: float,
 
 
 def tone_recovered(hz: float) -> Callable[[Any], bool]:
-    """A decoded audio frame that is the tone ``hz`` (at least half of its energy at
-    ``hz``, Goertzel): what a recording of a tone decodes to, not noise."""
+    """A decoded audio frame that is the tone ``hz``: at least 90% of its energy at
+    ``hz`` (Goertzel). Opus frames of the clear tone score 0.93-1.0 (99% above 0.9);
+    sealed frames decoded as Opus scored at most 0.54 in 1200 frames, and about one in
+    400 of them crossed the 0.5 this used to take (a false "Janus can hear it")."""
     import numpy as np
 
     def score(frame: Any) -> bool:
         x = frame.to_ndarray().astype(np.float64)
         x = x.reshape(-1) if x.shape[0] == 1 else x[0]
         energy = float(np.dot(x, x))
-        if energy == 0.0:
+        if not energy > 0.0 or not np.isfinite(energy):
             return False
         n = np.arange(len(x))
         w = 2 * np.pi * hz / frame.sample_rate
         power = abs(complex(np.dot(x, np.cos(w * n)), np.dot(x, np.sin(w * n)))) ** 2
-        return power / (len(x) / 2 * energy) > 0.5
+        return power / (len(x) / 2 * energy) > 0.9
 
     return score
 

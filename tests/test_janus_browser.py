@@ -46,7 +46,7 @@ from typing import Any
 import lk_oracle
 import pytest
 from browser.janus_pages import BrowserMember, PageConfig
-from janus_helpers import Member, View, in_ci, janus_server, wait_until
+from janus_helpers import Member, View, in_ci, janus_server, tone_recovered, wait_until
 from pool_helpers import run
 from record_helpers import dominant_hz
 
@@ -156,26 +156,6 @@ def decode_recording(path: Path) -> dict[str, Any]:
                     out["rate"] = frame.sample_rate
     return out
 
-
-def tone_frame(hz: float) -> Callable[[Any], bool]:
-    """A decoded audio frame that is the tone ``hz``: at least 90% of its energy at
-    ``hz`` (Goertzel). Opus frames of the clear tone score 0.93-1.0 (99% of them above
-    0.9); the sealed frames' garbage scored at most 0.54 in 1200 frames, and a frame of
-    it crosses janus_helpers.tone_recovered's 0.5 about once in 400."""
-    import numpy as np
-
-    def score(frame: Any) -> bool:
-        x = frame.to_ndarray().astype(np.float64)
-        x = x.reshape(-1) if x.shape[0] == 1 else x[0]
-        energy = float(np.dot(x, x))
-        if not energy > 0.0 or not np.isfinite(energy):
-            return False
-        n = np.arange(len(x))
-        w = 2 * np.pi * hz / frame.sample_rate
-        power = abs(complex(np.dot(x, np.cos(w * n)), np.dot(x, np.sin(w * n)))) ** 2
-        return power / (len(x) / 2 * energy) > 0.9
-
-    return score
 
 def damaged_only(failed: int, opened: int) -> bool:
     """At most 1% of frames (and at least 2) failed to open. Under load aiortc loses
@@ -336,7 +316,7 @@ def test_chromium_and_python_members_and_recorder_in_one_janus_room(
     # pattern, none to the member's tone
     checks = {name: witness(janus_server.rec_dir, tmp_path / "pp", match=f"-user-{feed}-",
                             video_score=lambda fr: media.score(fr)[1] >= 30.0,
-                            audio_score=tone_frame(tones[name]))
+                            audio_score=tone_recovered(tones[name]))
               for name, feed in feeds.items()}
     print("\n".join(f"{n}: {c}" for n, cs in checks.items() for c in cs))
     assert sorted(checks) == ["alice", "chrome1", "chrome2"]
