@@ -173,3 +173,44 @@ def test_session_parts_rejections_gaps(tmp_path: Path, monkeypatch: pytest.Monke
     assert bob["frames_written"] == 0 and bob["files"] == []
     assert sum(bob["frames_rejected"].values()) == 5
     assert not list(tmp_path.glob("bob*"))
+
+
+def test_video_after_a_timestamp_jump_waits_for_a_keyframe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames lost without a trace (no rejected frame, just a jump in the RTP timestamps):
+    the delta frames after the jump refer to pictures the file lacks, so they are skipped
+    and a keyframe requested; the file decodes whole."""
+    monkeypatch.setattr(muxer_mod, "OPEN_GRACE_S", 0.05)
+    video = _vp8_with_keyframes(60, {0, 45})
+
+    async def main() -> tuple[dict[str, Any], ScriptedSource]:
+        async with Pool(workers=1, placement="inline") as pool:
+            await pool.set_key("carol>", KEY)
+            await pool.set_key("carol", KEY)
+            src = ScriptedSource()
+            rec = Recorder(pool, src, tmp_path, idle_timeout_s=5.0)
+            stop = asyncio.Event()
+            task = asyncio.create_task(rec.run(stop=stop))
+            await src.started.wait()
+            assert src.sink is not None
+            for i in [*range(0, 20), *range(40, 50)]:  # 20..39 lost: a 0.67 s jump
+                data = video[i][0]
+                sealed = await pool.encrypt("carol>", Frame(
+                    data, "vp8", keyframe=video[i][1], ssrc=1, timestamp=i * 3000))
+                src.sink.on_frame(EncodedFrame("carol", "video", "vp8", sealed, i * 3000,
+                                               time.monotonic()))
+            await _until(lambda: rec._inflight == 0)
+            stop.set()
+            return await task, src
+
+    from pool_helpers import run
+
+    m, src = run(main, timeout=60)
+    v = m["participants"]["carol"]["tracks"]["video"]
+    assert v["frames_skipped"] == 5  # deltas 40..44, until keyframe 45
+    assert src.plis == [("carol", "video")]
+    assert [g["reason"] for g in v["gaps"]] == ["waiting for keyframe", "timestamp jump"]
+    f = m["participants"]["carol"]["files"][0]
+    assert f["tracks"]["video"]["frames"] == 20 + 5
+    d = decode_file(tmp_path / f["path"])
+    assert len(d["video"]) == 25 and all(p > 35 for p in d["video"])

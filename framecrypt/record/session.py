@@ -222,6 +222,13 @@ class Recorder:
         if not self._accepting and self._ended_wall is not None:
             return  # files already finished
         keyframe = frame_is_keyframe(frame.codec, data)
+        if (t.kind == "video" and not keyframe and not t.waiting_keyframe
+                and t.step_s(frame.timestamp) > GAP_S["video"]):
+            # frames went missing (lost in transit, or dropped while this process
+            # stalled): a delta frame after the jump refers to pictures the file does not
+            # have and would not decode, so the track waits for a keyframe, as after a
+            # rejected frame
+            t.waiting_keyframe = True
         if t.waiting_keyframe and not keyframe:
             t.frames_skipped += 1
             t.open_gap(rel, "waiting for keyframe").frames += 1
