@@ -282,13 +282,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 2
     names = ", ".join(options.names()) + (" + mallory (wrong key)" if args.wrong_key else "")
     via = "Janus's VideoRoom (a real SFU)" if args.sfu == "janus" else "an untrusted relay"
+    forwarder = "Janus" if args.sfu == "janus" else "the relay"
     print(f"framecrypt {__version__}: {names} join one room through {via}; "
           f"every frame sealed in a pool of {args.workers} workers ({args.duration:g} s)")
     print("keys: " + ("Discord DAVE frames keyed from one MLS group (framecrypt.keys."
                       "dave_group members, an in-process voice gateway; no join/leave churn "
                       "in this demo yet)" if args.format == "dave" else
                       "Olm key exchange (framecrypt.keys) over the demo's signaling server, "
-                      "an in-process bus") + "; the relay sees only RTP"
+                      "an in-process bus") + f"; {forwarder} sees only RTP"
           + (f"; {options.joiner()} joins late, {options.leaver()} leaves"
              if options.joiner() else ""))
     view = LiveView(live=live)
@@ -303,7 +304,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     view.final()
     s = result.summary
-    print(f"\nrelay: {s['relay']['frames_forwarded']} frames forwarded, "
+    print(f"\n{'janus' if args.sfu == 'janus' else 'relay'}: "
+          f"{s['relay']['frames_forwarded']} frames forwarded, "
           f"{s['relay']['frames_decodable']} decodable without keys")
     for p in s["participants"]:
         print(f"  {p['name']:<8} sent {p['frames_sent']:>4}  decoded {p['frames_decoded']:>4}"
@@ -331,8 +333,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not result.ok:
         print("FAILED: " + "; ".join(s["checks_failed"]), file=sys.stderr)
         return 1
-    print("OK: every participant with the key decoded every other one; the relay decoded "
-          "nothing" + ("; mallory (wrong key) decoded nothing" if args.wrong_key else ""))
+    print(f"OK: every participant with the key decoded every other one; {forwarder} "
+          "decoded nothing" + ("; mallory (wrong key) decoded nothing" if args.wrong_key else ""))
     return 0
 
 
