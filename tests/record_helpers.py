@@ -97,29 +97,50 @@ class Publishers:
 
 
 def decode_file(path: Path) -> dict[str, Any]:
-    """Every frame of a recorded file: video PSNR per frame (against the pattern frame
-    its barcode names) and the audio samples (first channel, float)."""
+    """Every packet of a recorded file decoded, as a player does (a packet that does not
+    decode is counted and skipped): packets and undecodable packets per kind, the luma
+    PSNR of each decoded video frame against the pattern frame its barcode names, its
+    index, and the audio samples (first channel, float)."""
     import av
     import numpy as np
 
     from framecrypt.demo import media
 
-    out: dict[str, Any] = {"video": [], "indices": [], "audio": np.zeros(0), "rate": 48000}
+    out: dict[str, Any] = {"video": [], "indices": [], "audio": np.zeros(0), "rate": 48000,
+                           "packets": {"video": 0, "audio": 0},
+                           "undecodable": {"video": 0, "audio": 0}}
+    def take(frame: Any) -> None:
+        if isinstance(frame, av.VideoFrame):
+            y = media.luma(frame)
+            t = media.read_barcode(y)
+            ref = np.frombuffer(media.reference_luma(t), np.uint8).astype(np.float64)
+            mse = float(np.mean((np.frombuffer(y, np.uint8) - ref) ** 2))
+            out["video"].append(99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse))
+            out["indices"].append(t)
+        elif isinstance(frame, av.AudioFrame):
+            a = frame.to_ndarray()
+            ch0 = a[0] if a.ndim == 2 and frame.format.is_planar else a.reshape(-1)[
+                :: len(frame.layout.channels)]
+            out["audio"] = np.concatenate([out["audio"], ch0.astype(np.float64)])
+            out["rate"] = frame.sample_rate
+
     with av.open(str(path)) as c:
-        for frame in c.decode(*c.streams):
-            if isinstance(frame, av.VideoFrame):
-                y = np.frombuffer(media.luma(frame), np.uint8).astype(np.float64)
-                t = media.read_barcode(media.luma(frame))
-                ref = np.frombuffer(media.reference_luma(t), np.uint8).astype(np.float64)
-                mse = float(np.mean((y - ref) ** 2))
-                out["video"].append(99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse))
-                out["indices"].append(t)
-            elif isinstance(frame, av.AudioFrame):
-                a = frame.to_ndarray()
-                ch0 = a[0] if a.ndim == 2 and frame.format.is_planar else a.reshape(-1)[
-                    :: len(frame.layout.channels)]
-                out["audio"] = np.concatenate([out["audio"], ch0.astype(np.float64)])
-                out["rate"] = frame.sample_rate
+        for packet in c.demux(*c.streams):
+            kind = packet.stream.type
+            if packet.size == 0 or kind not in ("video", "audio"):
+                continue
+            out["packets"][kind] += 1
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                out["undecodable"][kind] += 1
+                continue
+            for frame in frames:
+                take(frame)
+        for stream in c.streams:  # what the decoders still hold (H.264's reorder delay)
+            if stream.type in ("video", "audio"):
+                for frame in stream.codec_context.decode(None):
+                    take(frame)
     return out
 
 

@@ -48,7 +48,7 @@ import pytest
 from browser.janus_pages import BrowserMember, PageConfig
 from janus_helpers import Member, View, in_ci, janus_server, tone_recovered, wait_until
 from pool_helpers import run
-from record_helpers import dominant_hz
+from record_helpers import decode_file, dominant_hz
 
 from framecrypt import Pool
 from framecrypt.demo import media
@@ -116,45 +116,6 @@ def share_at_least(psnrs: list[float], db: float) -> float:
     lost: the frame that follows decodes against a missing reference until the next
     keyframe, so a PSNR floor applies to most frames, the median to the stream."""
     return sum(p >= db for p in psnrs) / len(psnrs) if psnrs else 0.0
-
-
-def decode_recording(path: Path) -> dict[str, Any]:
-    """Every packet of a recorded file decoded, as a player does (a packet that does not
-    decode is counted and skipped): packets and undecodable packets per kind, the luma
-    PSNR of each decoded video frame against the pattern frame its barcode names, its
-    index, and the audio samples (first channel)."""
-    import av
-    import numpy as np
-
-    out: dict[str, Any] = {"video": [], "indices": [], "audio": np.zeros(0), "rate": 48000,
-                           "packets": {"video": 0, "audio": 0},
-                           "undecodable": {"video": 0, "audio": 0}}
-    with av.open(str(path)) as c:
-        for packet in c.demux(*c.streams):
-            kind = packet.stream.type
-            if packet.size == 0 or kind not in ("video", "audio"):
-                continue
-            out["packets"][kind] += 1
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                out["undecodable"][kind] += 1
-                continue
-            for frame in frames:
-                if isinstance(frame, av.VideoFrame):
-                    y = media.luma(frame)
-                    t = media.read_barcode(y)
-                    ref = np.frombuffer(media.reference_luma(t), np.uint8).astype(np.float64)
-                    mse = float(np.mean((np.frombuffer(y, np.uint8) - ref) ** 2))
-                    out["video"].append(99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse))
-                    out["indices"].append(t)
-                elif isinstance(frame, av.AudioFrame):
-                    a = frame.to_ndarray()
-                    ch0 = a[0] if a.ndim == 2 and frame.format.is_planar else a.reshape(-1)[
-                        :: len(frame.layout.channels)]
-                    out["audio"] = np.concatenate([out["audio"], ch0.astype(np.float64)])
-                    out["rate"] = frame.sample_rate
-    return out
 
 
 def damaged_only(failed: int, opened: int) -> bool:
@@ -290,7 +251,7 @@ def test_chromium_and_python_members_and_recorder_in_one_janus_room(
         rejected = sum(part["frames_rejected"].values())
         assert damaged_only(rejected, part["frames_written"]), (name, part)
         f = part["files"][0]
-        d = decode_recording(out / f["path"])
+        d = decode_file(out / f["path"])
         frames = f["tracks"]["video"]["frames"]
         jumps = [g for g in part["tracks"]["video"]["gaps"] if g["reason"] == "timestamp jump"]
         report[f"recording {name}"] = {
