@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING, Any
 
-from framecrypt.webrtc import _aiortc_internals as _ai
-
 from .errors import RoomUnreachable
-from .source import EncodedFrame, FrameSink
+from .source import FrameSink
+from .taps import TappedSource
 
 if TYPE_CHECKING:
     from framecrypt.webrtc.janus import JanusRoom, Publisher, RoomOptions, Stream
 
 
-class JanusSource:
+class JanusSource(TappedSource):
     """Subscribe to every publisher of VideoRoom ``room_id`` at ``url``
     (``ws://host:port``). ``ice_address``: the local address to offer ICE candidates
     on (a private Janus's); ``create``: create the room first (the demo)."""
@@ -36,6 +34,7 @@ class JanusSource:
     def __init__(self, url: str, room_id: int, *, display: str = "recorder",
                  ice_address: str | None = None, create: RoomOptions | None = None,
                  timeout: float = 10.0) -> None:
+        super().__init__()
         self.url = url
         self.room_id = room_id
         self.address = f"{url} room {room_id}"
@@ -46,20 +45,12 @@ class JanusSource:
         self.room: JanusRoom | None = None
         self.feeds: dict[int, str] = {}  # feed id -> display, while publishing
         self.feeds_seen: dict[int, str] = {}  # every feed subscribed to
-        self._receivers: dict[tuple[str, str], Any] = {}
         self._stack = contextlib.AsyncExitStack()
-        self._ended = asyncio.Event()
-        self._reason = ""
         self._task: asyncio.Task[None] | None = None
         self._sink: FrameSink | None = None
 
     def __repr__(self) -> str:
         return f"JanusSource({self.url!r}, room={self.room_id}, feeds={len(self.feeds)})"
-
-    def _end(self, reason: str) -> None:
-        if not self._ended.is_set():
-            self._reason = reason
-            self._ended.set()
 
     async def start(self, sink: FrameSink) -> None:
         from framecrypt.webrtc.janus import JanusError, JanusRoom
@@ -123,27 +114,9 @@ class JanusSource:
 
         def prepare(tr: Any, stream: Stream) -> None:
             if stream.type in ("video", "audio"):
-                self._receivers[(pub.display, stream.type)] = tr.receiver
-                _ai.install_tap(tr.receiver, self._tap(sink, pub.display, stream.type))
+                self._attach(tr.receiver, sink, pub.display, stream.type)
 
         await room.subscribe(pub.id, prepare=prepare)
-
-    def _tap(self, sink: FrameSink, name: str, kind: str) -> Any:
-        def tap(mime: str, data: bytes, timestamp: int) -> None:
-            codec = _ai.MIME_CODECS.get(mime)
-            if codec is not None and not self._ended.is_set():
-                sink.on_frame(EncodedFrame(name, kind, codec, data, timestamp,
-                                           time.monotonic()))
-        return tap
-
-    def request_keyframe(self, participant: str, kind: str) -> None:
-        receiver = self._receivers.get((participant, kind))
-        if receiver is not None and kind == "video":
-            _ai.request_keyframe(receiver)
-
-    async def wait_closed(self) -> str:
-        await self._ended.wait()
-        return self._reason
 
     async def close(self) -> None:
         self._end("left")

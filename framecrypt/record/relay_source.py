@@ -13,17 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import Sequence
-from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from framecrypt.webrtc import _aiortc_internals as _ai
 from framecrypt.webrtc import local_configuration, loopback_only, prefer_codecs
 
 from .errors import RoomUnreachable
-from .source import KINDS, EncodedFrame, FrameSink
+from .source import KINDS, FrameSink
+from .taps import TappedSource
 
 JOIN_TIMEOUT_S = 20.0
 
@@ -35,7 +33,7 @@ def parse_address(address: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-class RelaySource:
+class RelaySource(TappedSource):
     """Subscribe to every sender of the relay at ``address`` (``HOST:PORT``);
     ``room`` is the relay's roster (its ``--senders``), ``name`` the recorder's
     name at the relay."""
@@ -43,6 +41,7 @@ class RelaySource:
     kind = "relay"
 
     def __init__(self, address: str, room: Sequence[str], name: str = "recorder") -> None:
+        super().__init__()
         self.address = address
         self.host, self.port = parse_address(address)
         self.room = list(room)
@@ -50,19 +49,11 @@ class RelaySource:
             raise ValueError("the relay's roster is empty")
         self.name = name
         self.pc: RTCPeerConnection | None = None
-        self._receivers: dict[tuple[str, str], Any] = {}
-        self._ended = asyncio.Event()
-        self._reason = ""
         self._control: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._watch: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"RelaySource({self.address!r}, room={self.room!r})"
-
-    def _end(self, reason: str) -> None:
-        if not self._ended.is_set():
-            self._reason = reason
-            self._ended.set()
 
     async def start(self, sink: FrameSink) -> None:
         pc = self.pc = RTCPeerConnection(local_configuration())
@@ -70,8 +61,7 @@ class RelaySource:
             for kind in KINDS:
                 t = pc.addTransceiver(kind, "recvonly")
                 prefer_codecs(t)
-                self._receivers[(sender, kind)] = t.receiver
-                _ai.install_tap(t.receiver, self._tap(sink, sender, kind))
+                self._attach(t.receiver, sink, sender, kind)
 
         @pc.on("connectionstatechange")
         def _state() -> None:
@@ -101,30 +91,12 @@ class RelaySource:
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
         self._watch = asyncio.create_task(self._watch_control(reader))
 
-    def _tap(self, sink: FrameSink, sender: str, kind: str) -> Any:
-        def tap(mime: str, data: bytes, timestamp: int) -> None:
-            codec = _ai.MIME_CODECS.get(mime)
-            if codec is None or self._ended.is_set():
-                return
-            sink.on_frame(EncodedFrame(sender, kind, codec, data, timestamp,
-                                       time.monotonic()))
-        return tap
-
     async def _watch_control(self, reader: asyncio.StreamReader) -> None:
         """The relay keeps the join connection open; EOF means it shut down."""
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while await reader.readline():
                 pass
         self._end("relay closed")
-
-    def request_keyframe(self, participant: str, kind: str) -> None:
-        receiver = self._receivers.get((participant, kind))
-        if receiver is not None and kind == "video":
-            _ai.request_keyframe(receiver)
-
-    async def wait_closed(self) -> str:
-        await self._ended.wait()
-        return self._reason
 
     async def close(self) -> None:
         self._end("left")
