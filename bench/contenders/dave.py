@@ -24,65 +24,10 @@ from typing import Any
 from framecrypt import dave
 from framecrypt.keys.dave_call import Gateway, LocalMember
 
+from .dave_members import LIBDAVE_CODECS, DaveyMember, LibdaveMember
+
 CHANNEL = 4242
 FC_ID, DAVEY_ID, DAVEPY_ID = 1001, 1002, 1003
-_LIBDAVE_CODECS = {"opus": 1, "vp8": 2, "vp9": 3, "h264": 4, "h265": 5, "av1": 6}
-
-
-class _Davey:
-    def __init__(self, user_id: int) -> None:
-        import davey
-
-        self.m, self.user_id = davey, user_id
-        self.s = davey.DaveSession(1, user_id, CHANNEL)
-
-    def external_sender(self, payload: bytes) -> None:
-        self.s.set_external_sender(payload)
-
-    def key_package(self) -> bytes:
-        return bytes(self.s.get_serialized_key_package())
-
-    def proposals(self, payload: bytes, recognized: set[int]) -> bytes | None:
-        ops = self.m.ProposalsOperationType
-        cw = self.s.process_proposals(ops.append if payload[0] == 0 else ops.revoke,
-                                      payload[1:], sorted(recognized))
-        if cw is None:
-            return None
-        return bytes(cw.commit) + (bytes(cw.welcome) if cw.welcome is not None else b"")
-
-    def commit(self, commit: bytes) -> None:
-        self.s.process_commit(commit)
-
-    def welcome(self, welcome: bytes, recognized: set[int]) -> None:
-        self.s.process_welcome(welcome)
-
-
-class _DavePy:
-    def __init__(self, user_id: int) -> None:
-        import dave as libdave
-
-        self.m, self.user_id = libdave, user_id
-        self.s = libdave.Session()
-        self.s.init(1, CHANNEL, str(user_id))
-
-    def external_sender(self, payload: bytes) -> None:
-        self.s.set_external_sender(payload)
-
-    def key_package(self) -> bytes:
-        kp = self.s.get_marshalled_key_package()
-        if kp is None:
-            raise RuntimeError("dave-py made no key package")
-        return bytes(kp)
-
-    def proposals(self, payload: bytes, recognized: set[int]) -> bytes | None:
-        out = self.s.process_proposals(payload, {str(u) for u in recognized})
-        return bytes(out) if out else None
-
-    def commit(self, commit: bytes) -> None:
-        self.s.process_commit(commit)
-
-    def welcome(self, welcome: bytes, recognized: set[int]) -> None:
-        self.s.process_welcome(welcome, {str(u) for u in recognized})
 
 
 @dataclass
@@ -90,8 +35,8 @@ class Call:
     """The three members of the bench's call, in one epoch."""
 
     fc: LocalMember
-    davey: _Davey
-    davepy: _DavePy
+    davey: DaveyMember
+    davepy: LibdaveMember
 
     @property
     def fc_secret(self) -> bytes:
@@ -104,7 +49,8 @@ class Call:
 
 def form_call() -> Call:
     gw = Gateway(CHANNEL)
-    call = Call(LocalMember(FC_ID, CHANNEL), _Davey(DAVEY_ID), _DavePy(DAVEPY_ID))
+    call = Call(LocalMember(FC_ID, CHANNEL), DaveyMember(DAVEY_ID, CHANNEL),
+                LibdaveMember(DAVEPY_ID, CHANNEL))
     gw.change(add=[call.davey, call.davepy, call.fc])
     return call
 
@@ -236,7 +182,7 @@ class DavePy(Contender):
 
     async def seal(self, wl: Workload) -> list[bytes]:
         media = self.m.MediaType.audio if wl.codec == "opus" else self.m.MediaType.video
-        enc, codec = self.enc.encrypt, _LIBDAVE_CODECS[wl.codec]
+        enc, codec = self.enc.encrypt, LIBDAVE_CODECS[wl.codec]
         return [enc(media, codec, f) for f in wl.frames]
 
     async def open(self, wl: Workload, sealed: Sequence[bytes]) -> list[bytes]:
