@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from pool_helpers import run
-from test_webrtc import Call, RecordingSender, psnrs, wait_until
+from test_webrtc import Call, RecordingSender, pattern_and_tone_decode, wait_until
 
 from framecrypt import Pool, dave
 from framecrypt.demo import media
@@ -39,21 +39,7 @@ def test_dave_call_round_trip(codec: str) -> None:
         pool = await dave_pool()
         call = Call()
         try:
-            tv = call.a.addTransceiver(media.PatternTrack(), "sendonly")
-            prefer_codecs(tv, codec)
-            ta = call.a.addTransceiver(media.ToneTrack(440.0), "sendonly")
-            prefer_codecs(ta)
-            sv = RecordingSender(pool, "alice").attach(tv.sender)
-            sa = RecordingSender(pool, "alice").attach(ta.sender)
-            await call.connect(pool)
-            v, a = call.sinks["video"], call.sinks["audio"]
-            await wait_until(lambda: len(v.frames) >= 45 and len(a.frames) >= 60, 30,
-                             "decoded frames")
-            scores = psnrs(v.frames[15:45:3])
-            assert min(scores) > 35, scores
-            samples = [x for f in a.frames[40:50] for x in media.audio_mono(f)]
-            assert media.dominant_hz(samples, candidates=[330.0, 440.0, 550.0]) == 440.0
-            assert call.receivers["video"].stats.frames_failed == 0
+            sv, sa = await pattern_and_tone_decode(pool, call, codec)
             nonces: list[int] = []
             for rec in (sv, sa):
                 for plain, sealed, _kf in rec.sealed:

@@ -130,28 +130,36 @@ def trailer(sealed: bytes) -> tuple[int, int, int, int]:
     return ssrc, ts, ctr, sealed[-1]
 
 
+async def pattern_and_tone_decode(pool: Pool, call: Call, codec: str
+                                  ) -> tuple[RecordingSender, RecordingSender]:
+    """alice sends the pattern (``codec``) and a 440 Hz tone sealed by ``pool``; bob's
+    side decodes the picture (luma PSNR > 35 dB against the frame its barcode names)
+    and hears the tone, with no frame failing to open. Returns alice's two senders."""
+    tv = call.a.addTransceiver(media.PatternTrack(), "sendonly")
+    prefer_codecs(tv, codec)
+    ta = call.a.addTransceiver(media.ToneTrack(440.0), "sendonly")
+    prefer_codecs(ta)
+    sv = RecordingSender(pool, "alice").attach(tv.sender)
+    sa = RecordingSender(pool, "alice").attach(ta.sender)
+    await call.connect(pool)
+    v, a = call.sinks["video"], call.sinks["audio"]
+    await wait_until(lambda: len(v.frames) >= 45 and len(a.frames) >= 60, 30,
+                     "decoded frames")
+    scores = psnrs(v.frames[15:45:3])
+    assert min(scores) > 35, scores
+    samples = [x for f in a.frames[40:50] for x in media.audio_mono(f)]
+    assert media.dominant_hz(samples, candidates=[330.0, 440.0, 550.0]) == 440.0
+    assert call.receivers["video"].stats.frames_failed == 0
+    return sv, sa
+
+
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
 def test_video_and_opus_round_trip_through_the_pool(codec: str) -> None:
     async def main() -> None:
         pool = await keyed_pool()
         call = Call()
         try:
-            tv = call.a.addTransceiver(media.PatternTrack(), "sendonly")
-            prefer_codecs(tv, codec)
-            ta = call.a.addTransceiver(media.ToneTrack(440.0), "sendonly")
-            prefer_codecs(ta)
-            sv = RecordingSender(pool, "alice").attach(tv.sender)
-            sa = RecordingSender(pool, "alice").attach(ta.sender)
-            await call.connect(pool)
-            v, a = call.sinks["video"], call.sinks["audio"]
-            await wait_until(lambda: len(v.frames) >= 45 and len(a.frames) >= 60, 30,
-                             "decoded frames")
-            # the picture survives: luma PSNR against the frame named by its barcode
-            scores = psnrs(v.frames[15:45:3])
-            assert min(scores) > 35, scores
-            samples = [x for f in a.frames[40:50] for x in media.audio_mono(f)]
-            assert media.dominant_hz(samples, candidates=[330.0, 440.0, 550.0]) == 440.0
-            assert call.receivers["video"].stats.frames_failed == 0
+            sv, sa = await pattern_and_tone_decode(pool, call, codec)
             assert sv.codec == codec and sa.codec == "opus"
             # every frame on the wire is a LiveKit frame the pure core opens; the IV is
             # ssrc | the pool's epoch | the participant's counter (one sequence for its
