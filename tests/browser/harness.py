@@ -287,6 +287,21 @@ class Case:
         return out
 
 
+async def stop_group(proc: asyncio.subprocess.Process) -> None:
+    """Stop a browser started in its own process group: SIGTERM to the group, SIGKILL
+    after 5 s if it has not exited."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 5)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from framecrypt import Pool
     from framecrypt.demo import media
@@ -321,15 +336,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             timed_out = True
         # let the page see {"done": true} once (it stops its own loop); then kill it
     finally:
-        if chromium is not None and chromium.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(chromium.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(chromium.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(chromium.pid, signal.SIGKILL)
-                await chromium.wait()
+        if chromium is not None:
+            await stop_group(chromium)
         for t in case.tasks:
             t.cancel()
         await asyncio.gather(*case.tasks, return_exceptions=True)

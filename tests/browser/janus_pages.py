@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from browser.harness import CHROMIUM_FLAGS, CONTENT_TYPES, LK_DIST
+from browser.harness import CHROMIUM_FLAGS, CONTENT_TYPES, LK_DIST, stop_group
 
 from framecrypt.demo import media
 
@@ -172,15 +172,8 @@ class BrowserMember:
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+        if proc is not None:
+            await stop_group(proc)
         if proc is not None:  # the group's other processes (renderers, GPU, utility)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
