@@ -289,7 +289,9 @@ def test_chromium_and_python_members_and_recorder_in_one_janus_room(
         assert sorted(by) == ["audio", "video"], cs
         assert by["video"].codec == "vp8" and by["video"].packets >= 120, cs
         assert by["video"].decodable == 0, cs
-        assert by["audio"].codec == "opus" and by["audio"].packets >= 200, cs
+        # enough() waits for 2 s of each member's audio (100 packets of 20 ms); a loaded
+        # CI box got 183 in Janus's file of one member once
+        assert by["audio"].codec == "opus" and by["audio"].packets >= 100, cs
         assert by["audio"].decodable == 0, cs
 
 

@@ -197,3 +197,40 @@ def test_key_file_sets_what_changed_and_never_shows_keys(tmp_path: Path) -> None
                                 "participants": {"bob": [{"index": 2, "key_hex": secret}]}}))
     assert asyncio.run(kf.load()) == 1 and pool.calls[-1] == ("rec<-alice", 0)
     assert "s3cret" not in repr(kf)
+
+
+def test_a_detached_participants_late_frames_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames still coming from a receiver after the room said the publisher left must
+    not reach the recorder (they reopened the file as a second part in a CI run); a new
+    subscription for the same name (it came back) is tapped again."""
+    from framecrypt.record import taps
+    from framecrypt.record.source import EncodedFrame
+
+    installed: list[Any] = []
+    monkeypatch.setattr(taps._ai, "install_tap", lambda receiver, fn: installed.append(fn))
+
+    class Sink:
+        def __init__(self) -> None:
+            self.frames: list[EncodedFrame] = []
+
+        def on_frame(self, frame: EncodedFrame) -> None:
+            self.frames.append(frame)
+
+        def on_left(self, participant: str) -> None:
+            raise AssertionError("not called here")
+
+    async def main() -> None:
+        src, sink = taps.TappedSource(), Sink()
+        src._attach(object(), sink, "bob", "video")  # type: ignore[arg-type]
+        src._attach(object(), sink, "alice", "video")  # type: ignore[arg-type]
+        installed[0]("video/vp8", b"\x10\x00", 1)
+        src._detach("bob")
+        installed[0]("video/vp8", b"\x10\x00", 2)  # late: dropped
+        installed[1]("video/vp8", b"\x10\x00", 3)  # alice is untouched
+        src._attach(object(), sink, "bob", "video")  # type: ignore[arg-type]
+        installed[2]("video/vp8", b"\x10\x00", 4)  # bob is back
+        assert [(f.participant, f.timestamp) for f in sink.frames] == \
+            [("bob", 1), ("alice", 3), ("bob", 4)]
+        assert ("bob", "video") in src._receivers
+
+    asyncio.run(main())

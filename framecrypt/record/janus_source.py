@@ -21,7 +21,13 @@ from .source import FrameSink
 from .taps import TappedSource
 
 if TYPE_CHECKING:
-    from framecrypt.webrtc.janus import JanusRoom, Publisher, RoomOptions, Stream
+    from framecrypt.webrtc.janus import (
+        JanusRoom,
+        Publisher,
+        RoomOptions,
+        Stream,
+        Subscription,
+    )
 
 
 class JanusSource(TappedSource):
@@ -48,6 +54,8 @@ class JanusSource(TappedSource):
         self._stack = contextlib.AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
         self._sink: FrameSink | None = None
+        self._subs: dict[int, Subscription] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"JanusSource({self.url!r}, room={self.room_id}, feeds={len(self.feeds)})"
@@ -102,7 +110,13 @@ class JanusSource(TappedSource):
             elif isinstance(ev, PublisherLeft):
                 name = self.feeds.pop(ev.id, None)
                 if name is not None:
+                    self._detach(name)
                     self._sink.on_left(name)
+                    sub = self._subs.pop(ev.id, None)
+                    if sub is not None:  # its frames are dropped already; free the pc
+                        task = asyncio.create_task(self._close_sub(sub))
+                        self._closing.add(task)
+                        task.add_done_callback(self._closing.discard)
 
     async def _subscribe(self, pub: Publisher) -> None:
         room = self.room
@@ -116,7 +130,14 @@ class JanusSource(TappedSource):
             if stream.type in ("video", "audio"):
                 self._attach(tr.receiver, sink, pub.display, stream.type)
 
-        await room.subscribe(pub.id, prepare=prepare)
+        self._subs[pub.id] = await room.subscribe(pub.id, prepare=prepare)
+
+    async def _close_sub(self, sub: Subscription) -> None:
+        room = self.room
+        with contextlib.suppress(Exception):
+            await sub.close()
+        if room is not None and sub in room.subscriptions:
+            room.subscriptions.remove(sub)
 
     async def close(self) -> None:
         self._end("left")
@@ -124,5 +145,7 @@ class JanusSource(TappedSource):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._stack.aclose()

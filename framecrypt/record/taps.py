@@ -18,6 +18,7 @@ class TappedSource:
 
     def __init__(self) -> None:
         self._receivers: dict[tuple[str, str], Any] = {}
+        self._taps: dict[str, list[list[bool]]] = {}  # participant -> live flags of its taps
         self._ended = asyncio.Event()
         self._reason = ""
 
@@ -29,14 +30,25 @@ class TappedSource:
     def _attach(self, receiver: Any, sink: FrameSink, participant: str, kind: str) -> None:
         """Tap ``receiver``: each encoded frame goes to ``sink`` until the room ends."""
         self._receivers[(participant, kind)] = receiver
+        live = [True]
+        self._taps.setdefault(participant, []).append(live)
 
         def tap(mime: str, data: bytes, timestamp: int) -> None:
             codec = _ai.MIME_CODECS.get(mime)
-            if codec is not None and not self._ended.is_set():
+            if codec is not None and live[0] and not self._ended.is_set():
                 sink.on_frame(EncodedFrame(participant, kind, codec, data, timestamp,
                                            time.monotonic()))
 
         _ai.install_tap(receiver, tap)
+
+    def _detach(self, participant: str) -> None:
+        """Stop every tap of ``participant`` now: frames still on their way from a
+        receiver the room has said goodbye to must not reopen the participant's file
+        (a publisher that comes back is subscribed again, with new taps)."""
+        for live in self._taps.pop(participant, []):
+            live[0] = False
+        for key in [k for k in self._receivers if k[0] == participant]:
+            del self._receivers[key]
 
     def request_keyframe(self, participant: str, kind: str) -> None:
         receiver = self._receivers.get((participant, kind))
