@@ -14,6 +14,12 @@
 #define FC_DAVE_MAX_FOOTER 255 /* the supplemental size is one byte */
 #define FC_DAVE_MAX_RANGES 64  /* more on open: the reference takes the frame */
 
+/* Unencrypted ranges (offset, size), in order, not overlapping. */
+typedef struct {
+    size_t n;
+    size_t off[FC_DAVE_MAX_RANGES], size[FC_DAVE_MAX_RANGES];
+} fc_dave_ranges;
+
 /* Bytes a sealed frame of ``len`` takes at most with a ``clear``-byte prefix. */
 size_t fc_dave_sealed_max(size_t len);
 
