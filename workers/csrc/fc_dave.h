@@ -12,7 +12,7 @@
 #define FC_DAVE_STOP (-1L)
 #define FC_DAVE_TAG 8
 #define FC_DAVE_MAX_FOOTER 255 /* the supplemental size is one byte */
-#define FC_DAVE_MAX_RANGES 64  /* more on open: the reference takes the frame */
+#define FC_DAVE_MAX_RANGES 128 /* a 255-byte footer holds at most 121 pairs */
 
 /* Unencrypted ranges (offset, size), in order, not overlapping. */
 typedef struct {

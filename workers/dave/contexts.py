@@ -33,7 +33,7 @@ from framecrypt.workers.native import Gcm
 
 from . import frame, h26x, nonces
 from .ratchet import BASE_SECRET_BYTES, KeyRatchet
-from .receiver import Receiver, SenderKeys
+from .receiver import RatchetState, Receiver
 
 MAX_EPOCHS = 3  # epochs a participant keeps (frames in flight across two rotations)
 MAX_EPOCH = (1 << 62) - 1  # so that 2 * epoch + 1 is a u64
@@ -80,7 +80,7 @@ class DaveParticipant:
 
     def __init__(self) -> None:
         self._epochs: list[_Epoch] = []  # by base counter
-        self._received: dict[int, SenderKeys] = {}  # epoch -> the receiver's ratchet
+        self._received: dict[int, RatchetState] = {}  # epoch -> the receiver's ratchet
         self.receiver = Receiver()
         self.passthrough = False
 
@@ -177,8 +177,8 @@ class DaveParticipant:
     def floors(self) -> list[list[int]]:
         """``[[2 * epoch, skew], [2 * epoch + 1, newest big nonce opened], …]``."""
         out = [[2 * e.epoch, e.skew] for e in self._epochs if e.skew]
-        out += [[2 * ep + 1, m.window.newest] for ep, m in self._received.items()
-                if m.window.newest >= 0]
+        out += [[2 * ep + 1, m.newest_nonce] for ep, m in self._received.items()
+                if m.newest_nonce >= 0]
         return out
 
     def apply_floor(self, kid: int, value: int, now: float) -> None:

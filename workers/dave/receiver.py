@@ -15,8 +15,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 from framecrypt.errors import AuthenticationFailed, DroppedFrame, MalformedFrame, ReplayedFrame
+from framecrypt.workers import native as _native
 
 from . import footer, frame, nonces
 from .ratchet import KeyRatchet
@@ -25,6 +27,19 @@ CRYPTOR_EXPIRY = 10.0
 MAX_GENERATION_GAP = nonces.MAX_GENERATION_GAP
 MAX_FRAMES_PER_SECOND = 50 + 2 * 60  # 50 audio frames + two 60 fps video streams
 _FOREVER = math.inf
+if _native.NATIVE is not None:  # the C receiver's typed errors and rare-path references
+    _native.NATIVE.dave_setup(MalformedFrame, ReplayedFrame, DroppedFrame, AuthenticationFailed,
+                             footer.parse, frame.open_frame)
+
+
+class RatchetState(Protocol):
+    """What a receiver's ratchet state (:class:`SenderKeys`, or the C receiver's) tells
+    the worker that hands it over (:mod:`.contexts`)."""
+
+    @property
+    def newest_nonce(self) -> int: ...
+
+    def restore(self, newest: int, now: float) -> None: ...
 
 
 class SenderKeys:
@@ -43,6 +58,11 @@ class SenderKeys:
 
     def __repr__(self) -> str:
         return f"SenderKeys(oldest={self._oldest}, newest={self._newest})"
+
+    @property
+    def newest_nonce(self) -> int:
+        """The newest big nonce authenticated (-1 before the first)."""
+        return self.window.newest
 
     def expire_at(self, when: float) -> None:
         self._expiry = min(self._expiry, when)
@@ -99,20 +119,34 @@ class SenderKeys:
 
 
 class Receiver:
-    """Everything one sender's frames are opened with (libdave's Decryptor)."""
+    """Everything one sender's frames are opened with (libdave's Decryptor).
 
-    __slots__ = ("_managers", "_passthrough_until")
+    ``native`` (default: where the extension runs, :func:`native.active`): the state
+    and the per-frame work live in the extension's ``DaveReceiver``
+    (``workers/csrc/fc_dave_rx.inc``), which this class is the reference of; the
+    Python below runs with ``native=False`` (and the differential tests compare the
+    two)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_core", "_managers", "_passthrough_until")
+
+    def __init__(self, native: bool | None = None) -> None:
         self._managers: list[SenderKeys] = []
         self._passthrough_until = -_FOREVER
+        use = _native.active() if native is None else native
+        self._core: Any = _native.NATIVE.DaveReceiver() if use and _native.NATIVE else None
 
     def __repr__(self) -> str:
+        if self._core is not None:
+            return repr(self._core)
         return f"Receiver(ratchets={len(self._managers)})"
 
     def transition_to_key_ratchet(self, ratchet: KeyRatchet, now: float,
-                                  expiry: float = CRYPTOR_EXPIRY) -> SenderKeys:
+                                  expiry: float = CRYPTOR_EXPIRY) -> RatchetState:
         """A new epoch's ratchet; earlier ones stay usable until ``now + expiry``."""
+        if self._core is not None:
+            state: RatchetState = self._core.transition_to_key_ratchet(
+                ratchet, float(now), float(expiry))
+            return state
         for m in self._managers:
             m.expire_at(now + expiry)
         m = SenderKeys(ratchet, now)
@@ -122,6 +156,9 @@ class Receiver:
     def transition_to_passthrough(self, passthrough: bool, now: float,
                                   expiry: float = CRYPTOR_EXPIRY) -> None:
         """Allow unencrypted frames (for good), or stop allowing them after ``expiry``."""
+        if self._core is not None:
+            self._core.transition_to_passthrough(passthrough, float(now), float(expiry))
+            return
         if passthrough:
             self._passthrough_until = _FOREVER
         else:
@@ -130,6 +167,10 @@ class Receiver:
     def open(self, data: bytes, now: float, audio: bool = True) -> bytes:
         """The frame's plaintext, or a typed error (:class:`MalformedFrame` for an
         unencrypted frame while passthrough is not allowed)."""
+        core = self._core
+        if core is not None:
+            plain: bytes = core.open(data, now, audio)
+            return plain
         if audio and data == frame.OPUS_SILENCE:
             return data
         while self._managers and self._managers[0].expired(now):
