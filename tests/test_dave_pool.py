@@ -26,6 +26,7 @@ from framecrypt.errors import (
     WorkerLost,
 )
 from framecrypt.transports import wire
+from framecrypt.workers import native
 from framecrypt.workers.dave import contexts, footer, h26x
 from framecrypt.workers.engine import Engine, EngineConfig
 
@@ -232,6 +233,12 @@ def test_retry_skew_travels_so_a_new_worker_uses_the_same_nonces(
         return footer.parse(sealed).nonce in leaks or real(sealed, ranges)
 
     monkeypatch.setattr(h26x, "has_start_code_leak", leak)
+    # the reference path (the C framing has its own leak test: test_dave_native_h26x.py)
+    with native.using("python"):
+        _retry_skew_travels()
+
+
+def _retry_skew_travels() -> None:
     keys = KeyDirectory(sframe=False)
     old = _engine()
     old.control("dave_key", [0, "u", 1, SECRET_1, 0])

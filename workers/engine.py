@@ -26,7 +26,7 @@ from framecrypt.errors import (
     UnknownKey,
 )
 from framecrypt.transports import wire
-from framecrypt.workers import native, native_loop, native_sframe
+from framecrypt.workers import native, native_dave, native_loop, native_sframe
 from framecrypt.workers.dave.contexts import DAVE_OPS, DaveParticipant, SealedTooBig
 from framecrypt.workers.livekit import frame as lkframe
 from framecrypt.workers.livekit.codecs import sealed_keyframe
@@ -109,7 +109,7 @@ class Engine:
         self.config = config
         self.jitsi = config.format == "jitsi"
         self.sframe = config.format == "sframe"
-        self.dave = config.format == "dave"  # workers/dave/contexts.py, no native loop yet
+        self.dave = config.format == "dave"  # workers/dave/contexts.py, native_dave.py
         self.clock: Callable[[], float] = float  # 0.0 until workers/service.py sets one
         self.participants: dict[int, Participant] = {}
         self.events: list[list[Any]] = []
@@ -140,6 +140,9 @@ class Engine:
         # the IV scheme's number, and the 256-entry key tables by participant
         self._rules = native_loop.rules(self.jitsi) if native.active() and not self.dave \
             else b""
+        self._native_run: Any = None if not native.active() else (
+            native_dave.run if self.dave else native_sframe.run if self.sframe
+            else native_loop.run)
         self._scheme = ("counter", "livekit", "jitsi").index(self._iv)
         self._tables: dict[int, tuple[Any, int, tuple[Any, ...]]] = {}  # native_loop.key_table
         native.announce()
@@ -432,14 +435,9 @@ class Engine:
         res = bytearray(wire.RES.size * count)
         if spill is None:
             spill = Overflow()
-        if self._rules and out is not None and self.sframe:
-            o = native_sframe.run(self, op, pidx, counter0, epoch, lengths, codecs, flags,
-                                  ssrcs, timestamps, inp, out, tick, stateless, spill, res)
-            self.counts["frames"] += count
-            return res, spill.parts, o
-        if self._rules and out is not None and not self.sframe:
-            o = native_loop.run(self, op, pidx, counter0, epoch, lengths, codecs, flags,
-                                ssrcs, timestamps, inp, out, tick, stateless, spill, res)
+        if self._native_run is not None and out is not None:
+            o = self._native_run(self, op, pidx, counter0, epoch, lengths, codecs, flags,
+                                 ssrcs, timestamps, inp, out, tick, stateless, spill, res)
             self.counts["frames"] += count
             return res, spill.parts, o
         pack = wire.RES.pack_into

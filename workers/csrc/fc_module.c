@@ -11,6 +11,7 @@
 
 #include "fc_gcm.h"
 #include "fc_dave.h"
+#include "fc_dave_h26x.h"
 #include "fc_h26x.h"
 #include "fc_lk.h"
 
@@ -330,6 +331,10 @@ static fc_gcm *key_of(PyObject *o)
 #include "fc_util.inc"
 #include "fc_sframe.inc"
 #include "fc_dave.inc"
+#include "fc_dave_h26x.inc"
+#include "fc_dave_rx.inc"
+#include "fc_dave_tx.inc"
+#include "fc_dave_run.inc"
 
 /* ---------------------------------------------------------------- module */
 
@@ -376,6 +381,9 @@ static PyMethodDef module_methods[] = {
     UTIL_METHODS
     SFRAME_METHODS
     DAVE_METHODS
+    DAVE_H26X_METHODS
+    DAVE_RX_METHODS
+    DAVE_RUN_METHODS
     {NULL, NULL, 0, NULL},
 };
 
@@ -400,6 +408,10 @@ PyMODINIT_FUNC PyInit__native(void)
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;
+    if (dave_rx_ready(m) < 0 || dave_tx_ready(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&AesGcmType);
     if (PyModule_AddObject(m, "AesGcm", (PyObject *)&AesGcmType) < 0 ||
         PyModule_AddIntConstant(m, "STOP", FC_STOP) < 0 ||

@@ -29,6 +29,7 @@ import hmac
 from dataclasses import dataclass, field
 
 from framecrypt.errors import CounterExhausted, DroppedFrame, InvalidParameter, UnknownKey
+from framecrypt.workers.native import NATIVE as _C
 from framecrypt.workers.native import Gcm
 
 from . import frame, h26x, nonces
@@ -39,6 +40,8 @@ MAX_EPOCHS = 3  # epochs a participant keeps (frames in flight across two rotati
 MAX_EPOCH = (1 << 62) - 1  # so that 2 * epoch + 1 is a u64
 MAX_BIG_NONCE = (1 << 56) - 1  # generations stay 32-bit numbers
 U32 = 0xFFFFFFFF
+_C_GCM = _C.AesGcm if _C is not None else None
+_C_DROPPED = -3  # dave_seal_h26x: every attempt held a start code (fc_dave_h26x.h)
 DAVE_OPS = ("dave_key", "dave_passthrough")  # key operations (transports/to_worker.py)
 
 
@@ -143,6 +146,25 @@ class DaveParticipant:
                 return e
         raise UnknownKey(0)
 
+    def seal_plan(self, counter: int) -> tuple[Gcm, int, int, int, _Epoch] | None:
+        """For the C batch loop (:mod:`framecrypt.workers.native_dave`), from broker
+        counter ``counter`` on: (the generation's key, the big nonce of ``counter``, the
+        big nonce to stop before, the counter the next epoch starts at or -1, the epoch
+        whose ``skew`` takes the loop's retries); None where :meth:`seal` takes it."""
+        if self.passthrough:
+            return None
+        for at in range(len(self._epochs) - 1, -1, -1):
+            e = self._epochs[at]
+            if e.base <= counter:
+                big = counter - e.base + 1 + e.skew
+                if big > MAX_BIG_NONCE:
+                    return None
+                end = min(((big >> nonces.GENERATION_SHIFT) + 1) << nonces.GENERATION_SHIFT,
+                          MAX_BIG_NONCE + 1)
+                nxt = self._epochs[at + 1].base if at + 1 < len(self._epochs) else -1
+                return e.key_for(big), big, end, nxt, e
+        return None
+
     def seal(self, counter: int, codec: str, data: bytes | bytearray | memoryview) -> bytes:
         """The frame sealed with broker counter ``counter`` (typed errors)."""
         if self.passthrough:
@@ -150,7 +172,17 @@ class DaveParticipant:
         e = self._epoch_of(counter)
         big = counter - e.base + 1 + e.skew
         if codec in ("h264", "h265"):
-            rewritten, ranges = h26x.h26x_frame(codec, data)
+            if big + h26x.MAX_ATTEMPTS - 1 <= MAX_BIG_NONCE:
+                key = e.key_for(big)
+                if type(key) is _C_GCM:  # fc_dave_h26x.c: stops at a generation's end
+                    got = _C.dave_seal_h26x(key, big & U32, codec == "h265", data)
+                    if type(got) is tuple:
+                        e.skew += got[1] - 1
+                        return got[0]  # type: ignore[no-any-return]
+                    if got == _C_DROPPED:
+                        e.skew += h26x.MAX_ATTEMPTS - 1
+                        raise DroppedFrame("every H.26x sealing attempt held a start code")
+            rewritten, ranges = h26x.h26x_frame(codec, data)  # (the typed errors)
             if big + h26x.MAX_ATTEMPTS - 1 > MAX_BIG_NONCE:
                 raise CounterExhausted(0)
             for attempt in range(h26x.MAX_ATTEMPTS):

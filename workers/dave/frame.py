@@ -39,6 +39,7 @@ _C_GCM: Final[type | None] = _C.AesGcm if _C is not None else None
 OPUS_SILENCE: Final = b"\xf8\xff\xfe"
 VP8_KEYFRAME_CLEAR = 10
 VP8_DELTA_CLEAR = 1
+H26X_DROPPED = -3  # dave_seal_h26x: every attempt held a start code (fc_dave_h26x.h)
 
 
 def gcm_nonce(truncated_nonce: int) -> bytes:
@@ -156,10 +157,14 @@ def seal(key: Key, truncated_nonce: int, frame: BytesLike,
          ranges: footer.Ranges = ()) -> bytes:
     """Seal ``frame`` leaving ``ranges`` clear (and authenticated)."""
     aead = _aead(key)
-    if type(aead) is _C_GCM and (not ranges or (len(ranges) == 1 and ranges[0][0] == 0)):
-        # the C path (fc_dave.c): no clear range, or one clear prefix
-        sealed: bytes | None = _C.dave_seal(aead, truncated_nonce, frame,
-                                            ranges[0][1] if ranges else 0)
+    if type(aead) is _C_GCM:
+        # the C path: no clear range or one clear prefix (fc_dave.c), any ranges
+        # (fc_dave_h26x.c); None where it stops (the checks below raise)
+        if not ranges or (len(ranges) == 1 and ranges[0][0] == 0 and ranges[0][1] > 0):
+            sealed: bytes | None = _C.dave_seal(aead, truncated_nonce, frame,
+                                                ranges[0][1] if ranges else 0)
+        else:
+            sealed = _C.dave_seal_ranges(aead, truncated_nonce, frame, ranges)
         if sealed is not None:
             return sealed
     if not ranges:
@@ -187,10 +192,17 @@ def seal_h26x(key: Key, first_nonce: int, codec: str, frame: BytesLike) -> tuple
     """Seal an H.264/H.265 frame, retrying with the next nonce while the result would hold
     a start code; returns the sealed frame and the nonce it used. ``DroppedFrame`` if
     all :data:`h26x.MAX_ATTEMPTS` attempts leak one."""
+    aead = _aead(key)
+    if type(aead) is _C_GCM:  # fc_dave_h26x.c; it stops where a generation would end
+        got = _C.dave_seal_h26x(aead, first_nonce, codec == "h265", frame)
+        if type(got) is tuple:
+            return got[0], first_nonce + got[1] - 1
+        if got == H26X_DROPPED:
+            raise DroppedFrame("every H.26x sealing attempt held a start code")
     rewritten, ranges = h26x.h26x_frame(codec, frame)
     for attempt in range(h26x.MAX_ATTEMPTS):
         nonce = first_nonce + attempt
-        sealed = seal(key, nonce, rewritten, ranges)
+        sealed = seal(aead, nonce, rewritten, ranges)
         if not h26x.has_start_code_leak(sealed, ranges):
             return sealed, nonce
     raise DroppedFrame("every H.26x sealing attempt held a start code")

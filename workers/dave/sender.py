@@ -8,7 +8,10 @@ result would hold a start code takes the next nonce, at most ``h26x.MAX_ATTEMPTS
 
 from __future__ import annotations
 
+from typing import Any
+
 from framecrypt.errors import DroppedFrame
+from framecrypt.workers import native as _native
 from framecrypt.workers.native import Gcm
 
 from . import frame, h26x, nonces
@@ -18,24 +21,45 @@ CODECS = ("opus", "vp8", "vp9", "h264", "h265", "av1")
 
 
 class Sender:
-    """Seals one sender's frames; the repr shows no key."""
+    """Seals one sender's frames; the repr shows no key.
 
-    __slots__ = ("_generation", "_nonce", "_ratchet")
+    ``native`` (default: where the extension runs): the nonce counter lives in the
+    extension's ``DaveSender`` (``workers/csrc/fc_dave_tx.inc``), which seals Opus,
+    VP8, VP9, H.264 and H.265 frames in one call; the rest (AV1, a frame the C framing
+    stops at) is sealed below with nonces from it. ``native=False``: the reference."""
 
-    def __init__(self, ratchet: KeyRatchet) -> None:
+    __slots__ = ("_core", "_generation", "_nonce", "_ratchet")
+
+    def __init__(self, ratchet: KeyRatchet, native: bool | None = None) -> None:
         self._ratchet = ratchet
         self._nonce = 0
         self._generation = 0
+        use = _native.active() if native is None else native
+        self._core: Any = _native.NATIVE.DaveSender(ratchet) if use and _native.NATIVE else None
 
     def __repr__(self) -> str:
+        if self._core is not None:
+            return repr(self._core)
         return f"Sender(nonce={self._nonce}, generation={self._generation})"
 
     @property
     def nonce(self) -> int:
         """The last truncated nonce used."""
+        if self._core is not None:
+            n: int = self._core.nonce
+            return n
         return self._nonce
 
+    def _jump(self, nonce: int, generation: int) -> None:
+        """Continue after ``nonce`` in ``generation`` (tests of generation boundaries)."""
+        if self._core is not None:
+            self._core._jump(nonce, generation)
+        self._nonce, self._generation = nonce, generation
+
     def _next(self) -> tuple[Gcm, int]:
+        if self._core is not None:
+            got: tuple[Gcm, int] = self._core.next()
+            return got
         self._nonce = (self._nonce + 1) & 0xFFFFFFFF
         generation = nonces.wrapped_generation(
             self._generation, self._nonce >> nonces.GENERATION_SHIFT
@@ -47,6 +71,11 @@ class Sender:
 
     def seal(self, codec: str, data: bytes | bytearray | memoryview) -> bytes:
         """The sealed frame (``UnsupportedCodec`` for a codec not in :data:`CODECS`)."""
+        core = self._core
+        if core is not None:
+            sealed: bytes | None = core.seal(codec, data)
+            if sealed is not None:
+                return sealed
         if codec in ("h264", "h265"):
             rewritten, ranges = h26x.h26x_frame(codec, data)
             for _ in range(h26x.MAX_ATTEMPTS):
