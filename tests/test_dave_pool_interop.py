@@ -144,9 +144,9 @@ def test_dave_bench_smoke() -> None:
     from framecrypt.bench import dave as bench
 
     res = asyncio.run(bench.measure(frames=20, rounds=1, workers=[1]))
-    names = {"framecrypt-percall", "framecrypt-percall-python", "framecrypt-pool-batch-1w",
-             "dave-py", "davey"}
+    names = {"framecrypt-percall", "framecrypt-percall-python", "framecrypt-batch-loop",
+             "framecrypt-pool-batch-1w", "framecrypt-pool-pipelined-1w", "dave-py", "davey"}
     for wl in ("opus", "vp8", "h264"):
         assert set(res["results"][wl]) == names
-    assert [t["pass"] is not None for t in res["targets"]] == [True, True]
-    assert "DAVE pool batch" in bench.table(res)
+    assert [t["pass"] is not None for t in res["targets"]] == [True] * 4
+    assert "DAVE pool, batches pipelined" in bench.table(res)

@@ -409,7 +409,7 @@ class Engine:
         back from its start and clears the rest (``zero_tail``), so no old heap bytes
         stay readable and no memset of the whole buffer is paid."""
         size = reply_size(op, count, nbytes)
-        if self._rules and not self.sframe:
+        if self._native_run is not None and not self.sframe:  # (native_loop, native_dave)
             out: bytearray = native.NATIVE.new_output(size)
             return out
         return bytearray(size)

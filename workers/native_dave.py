@@ -73,4 +73,5 @@ def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
         k += 1
         if tick is not None:
             tick()
+    NATIVE.zero_tail(out, o)  # (Engine.output_buffer leaves the buffer uninitialised)
     return o

@@ -216,6 +216,10 @@ class Davey(Contender):
 
 
 def contenders(workers: Sequence[int]) -> list[Contender]:
-    out: list[Contender] = [FramecryptPerCall(), FramecryptPerCall("python")]
+    from .dave_batch import FramecryptBatchLoop, FramecryptPoolPipelined
+
+    out: list[Contender] = [FramecryptPerCall(), FramecryptPerCall("python"),
+                            FramecryptBatchLoop()]
     out += [FramecryptPoolBatch(w) for w in workers]
+    out += [FramecryptPoolPipelined(w) for w in workers]
     return [*out, DavePy(), Davey()]
