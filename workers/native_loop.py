@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from framecrypt.transports import wire
 from framecrypt.workers.livekit import frame as lkframe
@@ -22,8 +22,8 @@ from framecrypt.workers.native import NATIVE, is_native_key
 if TYPE_CHECKING:
     from framecrypt.workers.engine import Engine, Overflow
 
-__all__ = ["NO_INFER", "column_count", "infer", "key_table", "rules", "run", "u8_column",
-           "u32_column"]
+__all__ = ["NO_INFER", "Batch", "column_count", "drive", "infer", "key_table", "rules", "run",
+           "runner", "u8_column", "u32_column"]
 
 
 def rules(jitsi: bool) -> bytes:
@@ -106,37 +106,58 @@ def column_count(enc: bool, epoch: int, *cols: Sequence[int]) -> int:
     return min(len(c) for c in (cols[:4] if enc and epoch >= 0 else cols))
 
 
-def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
-        lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],
-        ssrcs: Sequence[int], timestamps: Sequence[int], inp: memoryview, out: memoryview,
-        tick: Callable[[], None] | None, stateless: bool, spill: Overflow,
-        res: bytearray) -> int:
-    """:meth:`Engine.run_packed` for LiveKit/Jitsi; returns the bytes of ``out`` used."""
+class Batch(NamedTuple):
+    """One :meth:`Engine.run_packed` call's arguments, the columns as buffers."""
+
+    engine: Engine
+    op: int
+    pidx: int
+    counter0: int
+    epoch: int
+    frames: int  # how many frames the columns hold (the shortest)
+    lengths: Sequence[int]
+    codecs: Sequence[int]
+    flags: Sequence[int]
+    ssrcs: Sequence[int]
+    timestamps: Sequence[int]
+    inp: memoryview
+    out: memoryview
+    res: bytearray
+    stateless: bool
+
+
+# a format's C loop from frame k, input offset i, output offset o: the new (k, i, o)
+FastRun = Callable[[Batch, int, int, int], tuple[int, int, int]]
+
+
+def drive(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
+          lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],
+          ssrcs: Sequence[int], timestamps: Sequence[int], inp: memoryview, out: memoryview,
+          tick: Callable[[], None] | None, stateless: bool, spill: Overflow,
+          res: bytearray, fast: FastRun) -> int:
+    """The stop contract, for every format's C loop (``fast``: this module's
+    :func:`run`, :mod:`.native_sframe`, :mod:`.native_dave`): the C loop takes frames
+    until one it does not, that frame goes to the engine's full path, the C loop resumes
+    after it. Returns the bytes of ``out`` used (the rest is cleared)."""
     assert NATIVE is not None
-    enc = op == wire.OP_ENCRYPT
-    count = column_count(enc, epoch, lengths, codecs, flags, ssrcs, timestamps)
-    lengths, ssrcs, timestamps = u32_column(lengths), u32_column(ssrcs), u32_column(timestamps)
-    codecs, flags = u8_column(codecs), u8_column(flags)
-    table, scheme, pack = engine._rules, engine._scheme, wire.RES.pack_into
+    count = column_count(op == wire.OP_ENCRYPT, epoch, lengths, codecs, flags, ssrcs,
+                         timestamps)
+    b = Batch(engine, op, pidx, counter0, epoch, count, u32_column(lengths),
+              u8_column(codecs), u8_column(flags), u32_column(ssrcs), u32_column(timestamps),
+              inp, out, res, stateless)
+    lengths, codecs, flags, ssrcs, timestamps = b.lengths, b.codecs, b.flags, b.ssrcs, \
+        b.timestamps
+    pack, full = wire.RES.pack_into, engine._full
+    seal_epoch = op == wire.OP_ENCRYPT and epoch >= 0
     k = i = o = 0
     while k < count:
-        if enc:
-            key, index = engine._send_key(pidx)
-            if is_native_key(key):
-                k, i, o = NATIVE.seal_run(key, index, table, scheme, counter0, epoch, lengths,
-                                          codecs, flags, ssrcs, timestamps, k, inp, i, out, o,
-                                          res)
-        elif op == wire.OP_DECRYPT:
-            keys = key_table(engine, pidx)
-            if keys is not None:
-                k, i, o = NATIVE.open_run(keys, table, lengths, codecs, flags, k, inp, i, out,
-                                          o, res)
+        k, i, o = fast(b, k, i, o)
         if k >= count:
             break
         ln = lengths[k]
-        ts = epoch if enc and epoch >= 0 else timestamps[k]
-        status, off, n = engine._full(op, pidx, codecs[k], flags[k], ssrcs[k], ts,
-                                      counter0 + k, inp[i : i + ln], out[o:], spill, stateless)
+        status, off, n = full(op, pidx, codecs[k], flags[k], ssrcs[k],
+                              epoch if seal_epoch else timestamps[k], counter0 + k,
+                              inp[i : i + ln], out[o:], spill, stateless)
         if status == wire.ST_OK:
             off += o
             o += n
@@ -147,3 +168,44 @@ def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
             tick()
     NATIVE.zero_tail(out, o)  # (Engine.output_buffer leaves the buffer uninitialised)
     return o
+
+
+def _fast(b: Batch, k: int, i: int, o: int) -> tuple[int, int, int]:
+    assert NATIVE is not None
+    engine = b.engine
+    if b.op == wire.OP_ENCRYPT:
+        key, index = engine._send_key(b.pidx)
+        if is_native_key(key):
+            got: tuple[int, int, int] = NATIVE.seal_run(
+                key, index, engine._rules, engine._scheme, b.counter0, b.epoch, b.lengths,
+                b.codecs, b.flags, b.ssrcs, b.timestamps, k, b.inp, i, b.out, o, b.res)
+            return got
+    elif b.op == wire.OP_DECRYPT:
+        keys = key_table(engine, b.pidx)
+        if keys is not None:
+            got = NATIVE.open_run(keys, engine._rules, b.lengths, b.codecs, b.flags, k, b.inp,
+                                  i, b.out, o, b.res)
+            return got
+    return k, i, o
+
+
+Run = Callable[..., int]  # Engine.run_packed's native part: (engine, op, …, res) -> bytes used
+
+
+def runner(fast: FastRun) -> Run:
+    """A format's ``run(engine, op, pidx, counter0, epoch, lengths, codecs, flags, ssrcs,
+    timestamps, inp, out, tick, stateless, spill, res) -> bytes of out used``: its C loop
+    ``fast`` under :func:`drive`."""
+
+    def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
+            lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],
+            ssrcs: Sequence[int], timestamps: Sequence[int], inp: memoryview,
+            out: memoryview, tick: Callable[[], None] | None, stateless: bool,
+            spill: Overflow, res: bytearray) -> int:
+        return drive(engine, op, pidx, counter0, epoch, lengths, codecs, flags, ssrcs,
+                     timestamps, inp, out, tick, stateless, spill, res, fast)
+
+    return run
+
+
+run = runner(_fast)  # LiveKit/Jitsi

@@ -19,64 +19,37 @@ same order as with the reference, frame by frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
-
 from framecrypt.transports import wire
 from framecrypt.workers.native import NATIVE
-from framecrypt.workers.native_loop import column_count, u8_column, u32_column
-
-if TYPE_CHECKING:
-    from framecrypt.workers.engine import Engine, Overflow
+from framecrypt.workers.native_loop import Batch, runner
 
 __all__ = ["run"]
 
 _U64 = 1 << 64
 
 
-def run(engine: Engine, op: int, pidx: int, counter0: int, epoch: int,
-        lengths: Sequence[int], codecs: Sequence[int], flags: Sequence[int],
-        ssrcs: Sequence[int], timestamps: Sequence[int], inp: memoryview, out: memoryview,
-        tick: Callable[[], None] | None, stateless: bool, spill: Overflow,
-        res: bytearray) -> int:
-    """:meth:`Engine.run_packed` for SFrame; returns the bytes of ``out`` used."""
+def _fast(b: Batch, k: int, i: int, o: int) -> tuple[int, int, int]:
     assert NATIVE is not None
-    enc = op == wire.OP_ENCRYPT
-    count = column_count(enc, epoch, lengths, codecs, flags, ssrcs, timestamps)
-    lengths, codecs = u32_column(lengths), u8_column(codecs)
-    ncodecs = len(wire.CODECS)
-    dec = op == wire.OP_DECRYPT and not stateless  # (stateless SFrame opens: ST_RETRY)
-    full, pack = engine._full, wire.RES.pack_into
-    k = i = o = 0
-    while k < count:
-        p = engine.participants.get(pidx)
-        if p is not None:
-            if enc:
-                key = p.send_keys.get(p.send_kid)
-                nk = key.native_key if key is not None else None
-                if nk is not None and 0 <= counter0 < _U64:
-                    k, i, o = NATIVE.sf_seal_run(nk, counter0, lengths, codecs, ncodecs, k,
-                                                 inp, i, out, o, res)
-            elif dec and p.receiver is not None:
-                rx = p.receiver
-                table = rx.native_table()
-                if table:
-                    k, i, o, runs = NATIVE.sf_open_run(table, lengths, codecs, ncodecs, k,
-                                                       inp, i, out, o, res)
-                    if runs:
-                        rx.accept_runs(runs)
-        if k >= count:
-            break
-        ln = lengths[k]
-        ts = epoch if enc and epoch >= 0 else timestamps[k]
-        status, off, n = full(op, pidx, codecs[k], flags[k], ssrcs[k], ts, counter0 + k,
-                              inp[i : i + ln], out[o:], spill, stateless)
-        if status == wire.ST_OK:
-            off += o
-            o += n
-        pack(res, 12 * k, status, off, n)
-        i += ln
-        k += 1
-        if tick is not None:
-            tick()
-    return o
+    p = b.engine.participants.get(b.pidx)
+    if p is None:
+        return k, i, o
+    if b.op == wire.OP_ENCRYPT:
+        key = p.send_keys.get(p.send_kid)
+        nk = key.native_key if key is not None else None
+        if nk is not None and 0 <= b.counter0 < _U64:
+            got: tuple[int, int, int] = NATIVE.sf_seal_run(
+                nk, b.counter0, b.lengths, b.codecs, len(wire.CODECS), k, b.inp, i, b.out, o,
+                b.res)
+            return got
+    elif b.op == wire.OP_DECRYPT and not b.stateless and p.receiver is not None:
+        rx = p.receiver  # (stateless SFrame opens: ST_RETRY, on the full path)
+        table = rx.native_table()
+        if table:
+            k, i, o, runs = NATIVE.sf_open_run(table, b.lengths, b.codecs, len(wire.CODECS),
+                                               k, b.inp, i, b.out, o, b.res)
+            if runs:
+                rx.accept_runs(runs)
+    return k, i, o
+
+
+run = runner(_fast)  # Engine.run_packed for SFrame

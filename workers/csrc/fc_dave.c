@@ -14,7 +14,7 @@
 
 #define MIN_FOOTER (FC_DAVE_TAG + 1 + 2)
 
-static size_t uleb_put(uint8_t *p, uint64_t v)
+size_t fc_dave_uleb_put(uint8_t *p, uint64_t v)
 {
     size_t n = 0;
     do {
@@ -46,7 +46,7 @@ static int uleb_get(const uint8_t *in, size_t *pos, size_t end, uint64_t *v)
     return -1;
 }
 
-static void gcm_iv(uint8_t iv[FC_IV_LEN], uint32_t nonce)
+void fc_dave_gcm_iv(uint8_t iv[FC_IV_LEN], uint32_t nonce)
 {
     memset(iv, 0, 8);
     iv[8] = (uint8_t)nonce;
@@ -66,7 +66,7 @@ long fc_dave_seal(fc_gcm *g, uint32_t nonce, const uint8_t *in, size_t len, size
     if (clear > len || cap < fc_dave_sealed_max(len))
         return FC_DAVE_STOP;
     uint8_t iv[FC_IV_LEN], tag[FC_TAG_LEN];
-    gcm_iv(iv, nonce);
+    fc_dave_gcm_iv(iv, nonce);
     memcpy(out, in, clear);
     if (fc_gcm_seal(g, iv, in, clear, in + clear, len - clear, out + clear, tag) != 0)
         return FC_DAVE_STOP;
@@ -74,10 +74,10 @@ long fc_dave_seal(fc_gcm *g, uint32_t nonce, const uint8_t *in, size_t len, size
     size_t start = o;
     memcpy(out + o, tag, FC_DAVE_TAG);
     o += FC_DAVE_TAG;
-    o += uleb_put(out + o, nonce);
+    o += fc_dave_uleb_put(out + o, nonce);
     if (clear) {
-        o += uleb_put(out + o, 0);
-        o += uleb_put(out + o, clear);
+        o += fc_dave_uleb_put(out + o, 0);
+        o += fc_dave_uleb_put(out + o, clear);
     }
     size_t supp = o - start + 3;
     out[o++] = (uint8_t)supp;
@@ -133,7 +133,7 @@ long fc_dave_open(fc_gcm *g, const uint8_t *in, size_t len, uint8_t *out, size_t
     if (parse(in, len, &f) < 0 || cap < f.body)
         return FC_DAVE_STOP;
     uint8_t iv[FC_IV_LEN], tag[FC_TAG_LEN], junk[FC_TAG_LEN];
-    gcm_iv(iv, (uint32_t)f.nonce);
+    fc_dave_gcm_iv(iv, (uint32_t)f.nonce);
     size_t nclear = 0;
     for (size_t i = 0; i < f.nranges; i++)
         nclear += f.size[i];

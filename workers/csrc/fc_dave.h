@@ -20,6 +20,12 @@ typedef struct {
     size_t off[FC_DAVE_MAX_RANGES], size[FC_DAVE_MAX_RANGES];
 } fc_dave_ranges;
 
+/* The 96-bit AES-GCM nonce of a 32-bit truncated nonce: 0^8 || u32le(nonce). */
+void fc_dave_gcm_iv(uint8_t iv[FC_IV_LEN], uint32_t nonce);
+
+/* ULEB128 of v at p (at most 10 bytes); returns the bytes written. */
+size_t fc_dave_uleb_put(uint8_t *p, uint64_t v);
+
 /* Bytes a sealed frame of ``len`` takes at most with a ``clear``-byte prefix. */
 size_t fc_dave_sealed_max(size_t len);
 

@@ -12,6 +12,7 @@
  * the frame from the input (a leak is rare: 2^-24 a position, one frame in ~300 of
  * 50 KB). */
 #include "fc_dave_h26x.h"
+#include "fc_h26x.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,37 +23,11 @@
 
 static const uint8_t LONG_START_CODE[4] = {0, 0, 0, 1};
 
-/* First i in [from, end - 3] with in[i:i+3] == 00 00 01, or -1: bytes.find(). */
-static long find3(const uint8_t *p, size_t from, size_t end)
-{
-    while (from < end && end - from >= 3) {
-        const uint8_t *z = memchr(p + from + 2, 1, end - from - 2);
-        if (z == NULL)
-            return -1;
-        size_t q = (size_t)(z - p) - 2;
-        if (p[q] == 0 && p[q + 1] == 0)
-            return (long)q;
-        from = q + 1;
-    }
-    return -1;
-}
-
 static size_t uleb_len(uint64_t v)
 {
     size_t n = 1;
     while (v >>= 7)
         n++;
-    return n;
-}
-
-static size_t uleb_put(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    do {
-        uint8_t b = v & 0x7F;
-        v >>= 7;
-        p[n++] = v ? (uint8_t)(b | 0x80) : b;
-    } while (v);
     return n;
 }
 
@@ -144,12 +119,12 @@ static long rewrite(int h265, const uint8_t *in, size_t n, writer *w)
         return put(w, in, n) < 0 ? FC_DAVE_STOP : (long)n;
     /* next_nalu: the first 00 00 01 wholly inside [start, n - 1); the NAL unit is
      * at i + 3, behind a 4-byte start code when a 00 precedes the 3 bytes */
-    long i = find3(in, 0, n - 1);
+    long i = fc_h26x_find_sc3(in, 0, n - 1);
     while (i >= 0 && (size_t)i + 3 < n - 1) {
         size_t start = (size_t)i + 3;
         if (put_clear(w, LONG_START_CODE, 4) < 0)
             return FC_DAVE_STOP;
-        i = find3(in, start, n - 1);
+        i = fc_h26x_find_sc3(in, start, n - 1);
         /* i >= start: in[i - 1] is in the frame (the 01 of this unit's start code
          * when i == start) */
         size_t end = i < 0 ? n : (size_t)i - (in[i - 1] == 0);
@@ -199,7 +174,7 @@ long fc_dave_h26x_rewrite(int h265, const uint8_t *in, size_t n, uint8_t *out, s
 /* bytes.find(sub, lo, end) for an end of ``lim`` - 1 (Python clamps -1 to 0). */
 static int leaks(const uint8_t *s, size_t lo, size_t lim)
 {
-    return find3(s, lo, lim ? lim - 1 : 0) >= 0;
+    return fc_h26x_find_sc3(s, lo, lim ? lim - 1 : 0) >= 0;
 }
 
 int fc_dave_start_code_leak(const uint8_t *sealed, size_t n, const fc_dave_ranges *r)
@@ -223,15 +198,6 @@ int fc_dave_start_code_leak(const uint8_t *sealed, size_t n, const fc_dave_range
 }
 
 /* -------------------------------------------------------------------- seal */
-
-static void gcm_iv(uint8_t iv[FC_IV_LEN], uint32_t nonce)
-{
-    memset(iv, 0, 8);
-    iv[8] = (uint8_t)nonce;
-    iv[9] = (uint8_t)(nonce >> 8);
-    iv[10] = (uint8_t)(nonce >> 16);
-    iv[11] = (uint8_t)(nonce >> 24);
-}
 
 /* The footer's length for these ranges (footer.check_ranges and serialize's size
  * check), or FC_DAVE_STOP. *nclear: the clear bytes. */
@@ -288,7 +254,7 @@ static long seal_in_place(fc_gcm *g, uint32_t nonce, uint8_t *buf, size_t len,
             cipher = buf;
         }
     }
-    gcm_iv(iv, nonce);
+    fc_dave_gcm_iv(iv, nonce);
     if (fc_gcm_seal(g, iv, aad, nclear, cipher, ncipher, cipher, tag) != 0)
         goto fail;
     if (gaps > 1) { /* the ciphertext pieces back in place, from the last one */
@@ -313,10 +279,10 @@ static long seal_in_place(fc_gcm *g, uint32_t nonce, uint8_t *buf, size_t len,
     size_t o = len;
     memcpy(buf + o, tag, FC_DAVE_TAG);
     o += FC_DAVE_TAG;
-    o += uleb_put(buf + o, nonce);
+    o += fc_dave_uleb_put(buf + o, nonce);
     for (size_t k = 0; k < r->n; k++) {
-        o += uleb_put(buf + o, r->off[k]);
-        o += uleb_put(buf + o, r->size[k]);
+        o += fc_dave_uleb_put(buf + o, r->off[k]);
+        o += fc_dave_uleb_put(buf + o, r->size[k]);
     }
     size_t supp = o - len + 3;
     buf[o++] = (uint8_t)supp;

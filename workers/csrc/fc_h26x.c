@@ -2,8 +2,7 @@
 
 #include <string.h>
 
-/* First 00 00 01 starting in [from, n) that fits wholly below ``limit``, or -1. */
-static long find_sc3(const uint8_t *p, size_t from, size_t limit)
+long fc_h26x_find_sc3(const uint8_t *p, size_t from, size_t limit)
 {
     while (from + 3 <= limit) {
         const uint8_t *z = memchr(p + from + 2, 1, limit - from - 2);
@@ -31,7 +30,7 @@ static long nalu_indices(const uint8_t *p, size_t n, size_t *idx, size_t cap, si
     long search_length = (long)n - 3;
     *stored = 0;
     while ((long)pos < search_length) {
-        long q = find_sc3(p, pos, (size_t)search_length + 2);
+        long q = fc_h26x_find_sc3(p, pos, (size_t)search_length + 2);
         if (q < 0)
             pos = n;
         else if ((size_t)q >= pos + 1 && p[q - 1] == 0)
@@ -115,7 +114,7 @@ size_t fc_h26x_normalize_growth(const uint8_t *p, size_t n)
 {
     size_t grow = 0, pos = 0;
     long q;
-    while ((q = find_sc3(p, pos, n)) >= 0) {
+    while ((q = fc_h26x_find_sc3(p, pos, n)) >= 0) {
         if (q == 0 || p[q - 1] != 0)
             grow++;
         pos = (size_t)q + 3;
@@ -127,7 +126,7 @@ size_t fc_h26x_normalize(const uint8_t *p, size_t n, uint8_t *out)
 {
     size_t pos = 0, last = 0, o = 0;
     long q;
-    while ((q = find_sc3(p, pos, n)) >= 0) {
+    while ((q = fc_h26x_find_sc3(p, pos, n)) >= 0) {
         if (q == 0 || p[q - 1] != 0) {
             memcpy(out + o, p + last, (size_t)q - last);
             o += (size_t)q - last;

@@ -8,6 +8,10 @@
 
 enum { FC_H264 = 1, FC_H265 = 2 };
 
+/* The first 00 00 01 starting in [from, limit) that fits wholly below ``limit``, or -1
+ * (Python's bytes.find(b"\x00\x00\x01", from, limit)); memchr scans for the 01. */
+long fc_h26x_find_sc3(const uint8_t *p, size_t from, size_t limit);
+
 /* Clear-header length (first slice NAL offset + 2; may exceed n), or -1 when no NAL
  * processing applies (no start code, leading data, no slice). ``known``: FC_H264,
  * FC_H265 or 0. */
