@@ -18,9 +18,17 @@ Frames are made with the pure-Python reference (framecrypt.workers.livekit.frame
                         aead.make_aead) with the fuzz key and salt of that seed byte
                         (fuzz_sframe.c: sf_key / sf_salt), every suite 1..8, KIDs and CTRs
                         of every header length, metadata past 256 bytes
+  corpus/fuzz_dave/     10 parameter bytes + a frame, for each of fuzz_dave.c's modes:
+                        DAVE frames sealed by the reference (framecrypt.workers.dave.frame
+                        with a cryptography AESGCM of fuzz_key(16), never the C path):
+                        real H.264 / H.265 / VP8 frames (framecrypt.samples, 96x64) and
+                        Opus packets, nonces of 1 to 5 ULEB128 bytes, up to 60 clear
+                        ranges; the plaintext frames for the seal, H.26x and ranges modes
+                        (first nonces at the generation edge included)
 
 The parameter layouts are documented at the top of fuzz_lk_open.c / fuzz_lk_seal.c /
-fuzz_sframe.c.
+fuzz_sframe.c / fuzz_dave.c. The fuzz_dave seeds need PyAV (framecrypt.samples: the
+frames are deterministic for a given PyAV / FFmpeg build).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from framecrypt.workers.livekit import frame, h26x
 
 HERE = Path(__file__).resolve().parent
+TARGETS = ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal", "fuzz_sframe", "fuzz_dave")
 
 # rule classes (p[0] bits 0-1) and the fixed rules of the codecs (frame._FIXED)
 CLS_NAL264, CLS_NAL265, CLS_RAW = 0, 1, 2
@@ -135,7 +144,7 @@ def write(dirpath: Path, name: str, data: bytes) -> None:
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "corpus"
-    for t in ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal", "fuzz_sframe"):
+    for t in TARGETS:
         shutil.rmtree(out / t, ignore_errors=True)
     rng = random.Random(20240601)
     fs = frames(rng)
@@ -173,7 +182,8 @@ def main() -> None:
         params = bytes((p0(CLS_NAL264, True, 16, False, top), 0, 0x21)) + bytes(13)
         write(out / "fuzz_lk_seal", f"capmode{top}", params + fs["h264_idr_sc3"])
     sframe_seeds(out / "fuzz_sframe", fs)
-    for t in ("fuzz_h26x", "fuzz_lk_open", "fuzz_lk_seal", "fuzz_sframe"):
+    dave_seeds(out / "fuzz_dave", fs)
+    for t in TARGETS:
         print(f"{t}: {len(list((out / t).iterdir()))} seeds", file=sys.stderr)
 
 
@@ -241,6 +251,98 @@ def sframe_seeds(dirpath: Path, fs: dict[str, bytes]) -> None:
         write(dirpath, f"hdr{cfg:02x}", bytes((cfg,)) + bytes(range(1, 17)))
     write(dirpath, "hdr_nonmin_kid", b"\x90\x00\x01")
     write(dirpath, "hdr_nonmin_ctr", b"\x09\x00\x01")
+
+
+# ---- fuzz_dave ------------------------------------------------------------------------
+
+# fuzz_dave.c's P[0]: mode (bits 0-1), primary backend ipsec-mb (bit 2), H.265 / in place
+# (bit 3), capacity mode (bits 4-5), bits 6-7 per mode
+DAVE_OPEN, DAVE_SEAL, DAVE_H26X, DAVE_RANGES = 0, 1, 2, 3
+
+
+def dave_params(mode: int, imb: bool = False, bit3: bool = False, capmode: int = 0,
+                top: int = 0, p1: int = 0, nonce: int = 0, w6: int = 0, w8: int = 0) -> bytes:
+    """fuzz_dave.c's 10 parameter bytes."""
+    p0 = mode | (4 if imb else 0) | (8 if bit3 else 0) | capmode << 4 | top << 6
+    return bytes((p0, p1)) + nonce.to_bytes(4, "little") + w6.to_bytes(2, "little") + \
+        w8.to_bytes(2, "little")
+
+
+def dave_seeds(dirpath: Path, fs: dict[str, bytes]) -> None:
+    from framecrypt import samples
+    from framecrypt.workers.dave import frame as dave
+
+    key = AESGCM(fuzz_key(16))  # not the extension's AesGcm: the pure-Python path seals
+    rng = random.Random(0xDA7E)
+    video = {c: samples.video(c, count=3, width=96, height=64) for c in ("h264", "h265", "vp8")}
+    opus = [f.data for f in samples.audio(count=2)] + [dave.OPUS_SILENCE]
+    # nonces of 1..5 ULEB128 bytes, generations 0, 1, 0xFF
+    nonces = (5, 0x7F, 0x80, 0x3FFF, 0x012345, 0x01FFFFF0, 0x0FFFFFFF, 0xFFFFFFF0)
+    k = 0
+
+    def nxt() -> int:
+        nonlocal k
+        k += 1
+        return nonces[k % len(nonces)]
+
+    # mode 0: sealed frames, opened with the callers' capacity (both backends either way)
+    for codec in ("h264", "h265"):
+        for i, f in enumerate(video[codec][:2]):
+            sealed, _ = dave.seal_h26x(key, nxt(), codec, f.data)
+            write(dirpath, f"open-{codec}-{'key' if f.keyframe else 'delta'}{i}",
+                  dave_params(DAVE_OPEN, imb=k % 2 == 1) + sealed)
+    for name in ("h264_idr_sc3", "many_nals", "h265_delta_sc3", "leading_data"):
+        codec = "h265" if name.startswith("h265") else "h264"
+        sealed, _ = dave.seal_h26x(key, nxt(), codec, fs[name])
+        write(dirpath, f"open-{name}", dave_params(DAVE_OPEN, imb=k % 2 == 1) + sealed)
+    for i, f in enumerate(video["vp8"][:2]):
+        sealed = dave.seal(key, nxt(), f.data, dave.unencrypted_ranges("vp8", f.data))
+        write(dirpath, f"open-vp8-{i}", dave_params(DAVE_OPEN, imb=i == 1) + sealed)
+    for i, data in enumerate(opus):
+        sealed = dave.seal(key, nxt(), data)
+        write(dirpath, f"open-opus-{i}", dave_params(DAVE_OPEN, imb=i == 1, capmode=i % 4) +
+              sealed)
+    write(dirpath, "open-empty", dave_params(DAVE_OPEN) + dave.seal(key, 0xFFFFFFFF, b""))
+    # many ranges (a footer of 136 bytes), offsets of 2 ULEB128 bytes
+    body = rng.randbytes(3000)
+    ranges, pos = [], 0
+    for _ in range(60):
+        pos += rng.randrange(1, 40)
+        size = rng.randrange(0, 8)
+        ranges.append((pos, size))
+        pos += size
+    write(dirpath, "open-60-ranges", dave_params(DAVE_OPEN, capmode=1) +
+          dave.seal(key, 0x1234, body, ranges))
+
+    # mode 1: plaintext frames with their codec's clear prefix
+    for i, f in enumerate(video["vp8"][:2]):
+        clear = dave.unencrypted_ranges("vp8", f.data)
+        write(dirpath, f"seal-vp8-{i}",
+              dave_params(DAVE_SEAL, imb=i == 1, p1=0x80, nonce=nxt(),
+                          w6=clear[0][1] if clear else 0, w8=rng.randrange(65536)) + f.data)
+    for i, data in enumerate(opus):
+        write(dirpath, f"seal-opus-{i}", dave_params(DAVE_SEAL, imb=i == 0, p1=1 << i,
+                                                     nonce=nxt(), w8=len(data) + 3) + data)
+
+    # mode 2: H.264 / H.265 frames (one first nonce at the generation's last allowed
+    # value, one past it)
+    for codec in ("h264", "h265"):
+        for i, f in enumerate(video[codec]):
+            first = (0x00FFFFF6, 0x02FFFFF7, nxt())[i]
+            write(dirpath, f"h26x-{codec}-{i}",
+                  dave_params(DAVE_H26X, imb=i == 1, bit3=codec == "h265", nonce=first) + f.data)
+    for name, data in fs.items():
+        if name.startswith(("h264", "h265", "many", "no_slice", "leading", "tiny")) and \
+                name != "h264_big":
+            write(dirpath, f"h26x-{name}",
+                  dave_params(DAVE_H26X, bit3=name.startswith("h265"), capmode=k % 4,
+                              p1=rng.randrange(256), nonce=nxt()) + data)
+
+    # mode 3: (gap, size) ranges in front of a frame
+    for i, (data, nr) in enumerate(((video["vp8"][0].data, 3), (opus[0], 1), (body[:500], 40))):
+        rs = bytes(rng.randrange(1, 12) for _ in range(2 * nr))
+        write(dirpath, f"ranges-{i}", dave_params(DAVE_RANGES, bit3=i == 1, imb=i == 2,
+                                                  nonce=nxt(), w6=nr) + rs + data)
 
 
 if __name__ == "__main__":
