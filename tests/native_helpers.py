@@ -11,11 +11,14 @@ The native engine's calls run inside ``native.using(kind)`` (``evp``/``ipsec-mb`
 
 from __future__ import annotations
 
+import os
 import random
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from framecrypt.transports import wire
 from framecrypt.workers import native
@@ -289,3 +292,19 @@ class Pair:
         assert a == b, f"participant {pidx} key state: native {a} vs pure {b}"
         assert self.nat.events == self.ref.events, "engine.events differ"
         assert self.nat.counts == self.ref.counts, (self.nat.counts, self.ref.counts)
+
+
+FORCED_PURE = os.environ.get("FRAMECRYPT_NATIVE") == "0"
+CI = os.environ.get("CI") == "true"
+
+
+def require_native(attr: str, what: str) -> None:
+    """For a test of the extension's ``attr``: skipped only with FRAMECRYPT_NATIVE=0
+    (make test's pure pass); a missing extension fails under CI and is skipped with
+    the reason elsewhere."""
+    if FORCED_PURE:
+        pytest.skip("FRAMECRYPT_NATIVE=0: the pure core runs")
+    if native.NATIVE is None or not hasattr(native.NATIVE, attr):
+        if CI:
+            pytest.fail(f"CI: the extension's {what} must run ({native.info()['why']})")
+        pytest.skip(f"extension not running here: {native.info()['why']}")

@@ -11,12 +11,12 @@ import random
 from typing import Any
 
 import pytest
+from native_helpers import require_native
 
 from framecrypt.errors import FramecryptError
 from framecrypt.workers import native
 from framecrypt.workers.dave import footer, frame, ratchet
 
-FORCED_PURE = os.environ.get("FRAMECRYPT_NATIVE") == "0"
 CI = os.environ.get("CI") == "true"
 N: Any = native.NATIVE
 KEY = ratchet.key_for_generation(bytes(range(16)), 0)
@@ -24,14 +24,7 @@ KEY = ratchet.key_for_generation(bytes(range(16)), 0)
 
 @pytest.fixture(autouse=True)
 def _native_path() -> None:
-    """Skipped only with FRAMECRYPT_NATIVE=0 (make test's pure pass); a missing
-    extension fails under CI and is skipped with the reason elsewhere."""
-    if FORCED_PURE:
-        pytest.skip("FRAMECRYPT_NATIVE=0: the pure core runs")
-    if N is None or not hasattr(N, "dave_open"):
-        if CI:
-            pytest.fail(f"CI: the extension's DAVE slice must run ({native.info()['why']})")
-        pytest.skip(f"extension not running here: {native.info()['why']}")
+    require_native("dave_open", "DAVE slice")
 
 
 def _native_key() -> object:

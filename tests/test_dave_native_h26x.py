@@ -17,13 +17,13 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from native_helpers import require_native
 
 from framecrypt import samples
 from framecrypt.errors import DroppedFrame, MalformedFrame
 from framecrypt.workers import native
 from framecrypt.workers.dave import frame, h26x, ratchet
 
-FORCED_PURE = os.environ.get("FRAMECRYPT_NATIVE") == "0"
 CI = os.environ.get("CI") == "true"
 N: Any = native.NATIVE
 KEY = ratchet.key_for_generation(bytes(range(16)), 0)
@@ -33,14 +33,7 @@ Ranges = list[tuple[int, int]]
 
 @pytest.fixture(autouse=True)
 def _native_path() -> None:
-    """Skipped only with FRAMECRYPT_NATIVE=0 (make test's pure pass); a missing
-    extension fails under CI and is skipped with the reason elsewhere."""
-    if FORCED_PURE:
-        pytest.skip("FRAMECRYPT_NATIVE=0: the pure core runs")
-    if N is None or not hasattr(N, "dave_seal_h26x"):
-        if CI:
-            pytest.fail(f"CI: the extension's DAVE H.26x slice must run ({native.info()['why']})")
-        pytest.skip(f"extension not running here: {native.info()['why']}")
+    require_native("dave_seal_h26x", "DAVE H.26x slice")
 
 
 @lru_cache(maxsize=4)

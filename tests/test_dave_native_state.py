@@ -11,12 +11,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from native_helpers import require_native
 
 from framecrypt.workers import native
 from framecrypt.workers.dave import frame, ratchet
 from framecrypt.workers.dave.receiver import Receiver
 
-pytestmark = pytest.mark.skipif(native.NATIVE is None, reason="the extension is not built")
+
+@pytest.fixture(autouse=True)
+def _native_path() -> None:
+    require_native("dave_open_run", "DAVE sender, receiver and batch loop")
 
 SECRETS = [bytes([i]) * 16 for i in range(1, 4)]
 KEYS = {(s, g): ratchet.key_for_generation(s, g) for s in SECRETS for g in range(4)}

@@ -54,4 +54,24 @@ static inline const char *hexs(const uint8_t *p, size_t n)
     return buf;
 }
 
+#if defined(OPENSSL_EVP_H) || defined(HEADER_ENVELOPE_H) /* <openssl/evp.h> first */
+/* The reference AES-GCM seal over OpenSSL's one-shot EVP (not fc_gcm): ``cipher`` is
+ * EVP_aes_128_gcm() or EVP_aes_256_gcm(), the tag is the whole 16 bytes. */
+static inline void ref_evp_gcm_seal(const EVP_CIPHER *cipher, const uint8_t *key,
+                                    const uint8_t iv[12], const uint8_t *aad, size_t aadlen,
+                                    const uint8_t *pt, size_t len, uint8_t *ct,
+                                    uint8_t tag[16])
+{
+    int n = 0;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int ok = c && EVP_EncryptInit_ex(c, cipher, NULL, key, iv) == 1 &&
+             (aadlen == 0 || EVP_EncryptUpdate(c, NULL, &n, aad, (int)aadlen) == 1) &&
+             (len == 0 || EVP_EncryptUpdate(c, ct, &n, pt, (int)len) == 1) &&
+             EVP_EncryptFinal_ex(c, ct + len, &n) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    EVP_CIPHER_CTX_free(c);
+    FUZZ_CHECK(ok, "reference GCM seal");
+}
+#endif
+
 #endif
